@@ -1,0 +1,1 @@
+"""Settings and mappings, loaded from the environment and validated once at start-up."""
