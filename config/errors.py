@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class ConfigError(Exception):
-    """Raised when settings or mappings are invalid; carries every problem found, not just the first."""
+    """Raised when settings or mappings are invalid; carries every problem found, not the first."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)

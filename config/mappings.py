@@ -8,7 +8,8 @@ mappings of Segment's "Pushwoosh (Actions)" destination.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping as MappingABC
+from collections.abc import Callable
+from collections.abc import Mapping as MappingABC
 from typing import Any, Final
 
 UPDATE_USER_PROFILE: Final = "updateUserProfile"

@@ -47,7 +47,9 @@ class Secret:
 
 
 class _SecretField(fields.String):
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Secret | None:
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> Secret | None:
         text = super()._deserialize(value, attr, data, **kwargs)
         return Secret(text) if text else None
 
@@ -58,7 +60,9 @@ class _BoolField(fields.Boolean):
 
 
 class _CommaList(fields.String):
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> list[str]:
         text = super()._deserialize(value, attr, data, **kwargs)
         return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -153,7 +157,9 @@ class _SettingsSchema(Schema):
     INGEST_SHARED_SECRET = _SecretField(load_default=None)
     INGEST_ALLOW_UNAUTHENTICATED = _BoolField(load_default=False)
     INGEST_MAX_EVENT_BYTES = fields.Integer(load_default=32 * 1024, validate=_positive("integer"))
-    INGEST_MAX_REQUEST_BYTES = fields.Integer(load_default=500 * 1024, validate=_positive("integer"))
+    INGEST_MAX_REQUEST_BYTES = fields.Integer(
+        load_default=500 * 1024, validate=_positive("integer")
+    )
     INGEST_MAX_BATCH_EVENTS = fields.Integer(load_default=2500, validate=_positive("integer"))
     INGEST_MAX_QUEUED_EVENTS = fields.Integer(load_default=1_000_000, validate=_positive("integer"))
     DEDUPE_WINDOW_S = fields.Integer(load_default=24 * 3600, validate=validate.Range(min=0))
@@ -203,7 +209,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate the environment into Settings, or raise ConfigError listing every problem."""
     relevant = {k: v for k, v in env.items() if k in _SettingsSchema().fields}
     # An empty variable means "not set", as in most twelve-factor tooling.
-    relevant = {k: v for k, v in relevant.items() if v != "" or k.endswith("_ALLOW_UNAUTHENTICATED")}
+    relevant = {
+        k: v for k, v in relevant.items() if v != "" or k.endswith("_ALLOW_UNAUTHENTICATED")
+    }
     try:
         data = _SettingsSchema().load(relevant)
     except ValidationError as ex:

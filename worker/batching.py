@@ -1,0 +1,113 @@
+"""Packing calls into HTTP requests, and halving a batch that Pushwoosh refused.
+
+Pure. A batch is only ever a list of singly-mapped elements (`Call.body`), so a batched event and a
+single one are byte-for-byte the same element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from worker.mapping import POST_EVENTS_PATH, Call
+
+# 100 per request: Pushwoosh's limit for post-events.
+MAX_EVENTS_PER_REQUEST: Final = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRequest:
+    """One HTTP request to make, still without credentials."""
+
+    path: str
+    body: dict[str, Any]  # post-events: {"events": [E, ...]}
+    message_ids: tuple[str, ...]  # one per element (post-events) or the one event
+    mapping: str
+    action: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe form, for retry records; `from_dict` reads it back."""
+        return {
+            "path": self.path,
+            "body": self.body,
+            "message_ids": list(self.message_ids),
+            "mapping": self.mapping,
+            "action": self.action,
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> PlannedRequest:
+        body = data["body"]
+        message_ids = data["message_ids"]
+        if not isinstance(body, dict) or not isinstance(message_ids, list):
+            raise ValueError("a planned request needs an object body and a list of message ids")
+        return PlannedRequest(
+            path=str(data["path"]),
+            body=body,
+            message_ids=tuple(str(message_id) for message_id in message_ids),
+            mapping=str(data["mapping"]),
+            action=str(data["action"]),
+        )
+
+
+def _events_request(calls: Sequence[Call]) -> PlannedRequest:
+    first = calls[0]
+    return PlannedRequest(
+        path=POST_EVENTS_PATH,
+        body={"events": [call.body for call in calls]},
+        message_ids=tuple(call.message_id for call in calls),
+        mapping=first.mapping,
+        action=first.action,
+    )
+
+
+def plan_requests(
+    calls: Sequence[Call], max_events: int = MAX_EVENTS_PER_REQUEST
+) -> list[PlannedRequest]:
+    """Requests for `calls`, ordered by each request's first call.
+
+    Batchable post-events calls are packed per mapping, in arrival order, at most `max_events`
+    to a request; every other call is a request of its own.
+    """
+    if not 1 <= max_events <= MAX_EVENTS_PER_REQUEST:
+        raise ValueError(f"max_events must be 1..{MAX_EVENTS_PER_REQUEST}, got {max_events}")
+    # Each group is created when its first call arrives, so creation order is output order.
+    groups: list[list[Call]] = []
+    open_batch: dict[str, list[Call]] = {}
+    for call in calls:
+        if call.batchable and call.path == POST_EVENTS_PATH:
+            batch = open_batch.get(call.mapping)
+            if batch is None or len(batch) >= max_events:
+                batch = open_batch[call.mapping] = []
+                groups.append(batch)
+            batch.append(call)
+        else:
+            groups.append([call])
+    return [_request_for(group) for group in groups]
+
+
+def _request_for(group: list[Call]) -> PlannedRequest:
+    call = group[0]
+    if call.path == POST_EVENTS_PATH:
+        return _events_request(group)
+    return PlannedRequest(call.path, call.body, (call.message_id,), call.mapping, call.action)
+
+
+def split_request(request: PlannedRequest) -> tuple[PlannedRequest, PlannedRequest]:
+    """Halve a multi-event post-events request, to find the event Pushwoosh refuses."""
+    events = request.body.get("events") if request.path == POST_EVENTS_PATH else None
+    if not isinstance(events, list) or len(events) < 2:
+        raise ValueError("only a post-events request with two or more events can be split")
+    if len(events) != len(request.message_ids):
+        raise ValueError("a post-events request needs one message id per event")
+    middle = len(events) // 2
+
+    def half(part: slice) -> PlannedRequest:
+        return dataclasses.replace(
+            request,
+            body={**request.body, "events": events[part]},
+            message_ids=request.message_ids[part],
+        )
+
+    return half(slice(None, middle)), half(slice(middle, None))
