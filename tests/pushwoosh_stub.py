@@ -83,7 +83,9 @@ class PushwooshStub:
     def delivered_message_count(self) -> int:
         return sum(len(r.json.get("events", [None])) for r in self.snapshot() if r.body)
 
-    def wait_for(self, predicate: Callable[[list[RecordedRequest]], bool], timeout_s: float = 30.0) -> list[RecordedRequest]:
+    def wait_for(
+        self, predicate: Callable[[list[RecordedRequest]], bool], timeout_s: float = 30.0
+    ) -> list[RecordedRequest]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             got = self.snapshot()
@@ -91,7 +93,9 @@ class PushwooshStub:
                 return got
             time.sleep(0.02)
         got = self.snapshot()
-        raise AssertionError(f"stub: condition not met in {timeout_s}s; {len(got)} requests recorded")
+        raise AssertionError(
+            f"stub: condition not met in {timeout_s}s; {len(got)} requests recorded"
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     @property

@@ -1,0 +1,1 @@
+"""The `pushwoosh-fleet` command line: run, preview, ping, check-config, dlq."""

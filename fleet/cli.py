@@ -1,0 +1,170 @@
+"""`pushwoosh-fleet`: run the fleet, preview mappings, check credentials and config, the DLQ."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from config.errors import ConfigError
+from config.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    return load_settings(os.environ)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from config.mapping_file import mappings_from_settings
+
+    from fleet.preview import PreviewInputError, preview, read_events
+
+    settings = _settings()
+    mappings = mappings_from_settings(settings)
+    if args.batching is not None:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, pushwoosh_enable_batching=args.batching == "on")
+        mappings = mappings_from_settings(settings)
+    if args.file in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as handle:
+            text = handle.read()
+    try:
+        events = read_events(text)
+    except PreviewInputError as ex:
+        print(f"preview: {ex}", file=sys.stderr)
+        return 2
+    result = preview(events, mappings, settings, show_secrets=args.show_secrets)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_ping(_: argparse.Namespace) -> int:
+    import requests
+    from worker.wire import USER_AGENT, build_http_request, ping_body
+
+    settings = _settings()
+    if not settings.has_credentials:
+        print("ping: no credentials: set PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE")
+        return 2
+    http = build_http_request(
+        "ping",
+        ping_body(),
+        base_url=settings.pushwoosh_base_url,
+        api_key=settings.pushwoosh_api_key,
+        app_code=settings.pushwoosh_application_code,
+        user_agent=USER_AGENT,
+        reveal_secrets=True,
+    )
+    try:
+        response = requests.post(
+            http.url, json=http.json, headers=http.headers, timeout=settings.pushwoosh_timeout_s
+        )
+    except requests.RequestException as ex:
+        print(f"ping: cannot reach {settings.pushwoosh_base_url}: {type(ex).__name__}")
+        return 1
+    if 200 <= response.status_code < 300:
+        print(
+            f"credentials OK: Pushwoosh accepted the API key for application "
+            f"{settings.pushwoosh_application_code} (HTTP {response.status_code})"
+        )
+        return 0
+    print(
+        f"credentials REJECTED: HTTP {response.status_code} {response.text[:300].strip()}"
+        " — check PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE"
+    )
+    return 1
+
+
+def cmd_check_config(_: argparse.Namespace) -> int:
+    from config.describe import check_config
+
+    code, text = check_config(os.environ)
+    print(text)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fleet.run import run_fleet
+
+    return run_fleet(args.port, args.concurrency, args.data_dir)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from fleet.dlq_cli import run_dlq
+
+    return run_dlq(args, _settings())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pushwoosh-fleet",
+        description="Segment events in, Pushwoosh calls out. Settings come from the environment.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run ingest and a worker (and Redis, when REDIS_URL is unset)")
+    run.add_argument("--port", type=int, default=None, help="ingest port (default: $PORT or 8000)")
+    run.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument(
+        "--data-dir", default=".pushwoosh-fleet", help="embedded Redis data, local key"
+    )
+    run.set_defaults(func=cmd_run)
+
+    prev = sub.add_parser("preview", help="print the Pushwoosh requests events would produce")
+    prev.add_argument("file", nargs="?", help="JSON, JSON array or NDJSON file (default: stdin)")
+    prev.add_argument("--show-secrets", action="store_true", help="do not mask the API key")
+    prev.add_argument("--batching", choices=["on", "off"], default=None,
+                      help="override PUSHWOOSH_ENABLE_BATCHING for the presets")  # fmt: skip
+    prev.set_defaults(func=cmd_preview)
+
+    ping = sub.add_parser("ping", help="check the Pushwoosh credentials")
+    ping.set_defaults(func=cmd_ping)
+
+    check = sub.add_parser("check-config", help="validate settings and mappings, print a summary")
+    check.set_defaults(func=cmd_check_config)
+
+    dlq = sub.add_parser("dlq", help="inspect, replay or purge dead-lettered calls")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (
+        ("list", "list entries"),
+        ("show", "show entries in full"),
+        ("replay", "send entries again"),
+        ("purge", "delete entries"),
+    ):
+        p = dlq_sub.add_parser(name, help=text)
+        p.add_argument("ids", nargs="*", help="entry ids (default: every entry the filters match)")
+        p.add_argument("--status", type=int, help="HTTP status, e.g. 400")
+        p.add_argument("--action", help="updateUserProfile, trackEvent, deleteUser")
+        p.add_argument("--message-id", help="entries holding this messageId")
+        p.add_argument("--older-than", help="age, e.g. 30m, 2h, 1d")
+        p.add_argument("--newer-than", help="age, e.g. 30m, 2h, 1d")
+        p.add_argument("--limit", type=int, default=None)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "purge":
+            p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    dlq.set_defaults(func=cmd_dlq)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        result: Any = args.func(args)
+    except ConfigError as ex:
+        print(f"pushwoosh-fleet: {ex}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""`pushwoosh-fleet run`: the whole fleet for one machine in one command.
+
+Starts (as child processes) an embedded Redis when REDIS_URL is not set, the ingest web server
+(gunicorn) and one Celery worker; Ctrl-C or SIGTERM stops them in reverse order, each with a warm
+shutdown, so in-flight batches finish or stay pending in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from config.settings import Settings, load_settings
+from fleet.embedded_redis import EmbeddedRedis
+from worker.pushwoosh import DRY_RUN_BANNER
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = ".pushwoosh-fleet"
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _local_write_key(data_dir: Path) -> str:
+    """A write key kept in the data directory, so senders keep working across restarts."""
+    path = data_dir / "write-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = "local-" + secrets.token_urlsafe(18)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the ingest server exited at start (code {process.returncode})")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the ingest server did not answer {url} within {timeout_s} s")
+
+
+class Fleet:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        data_dir: Path,
+        port: int | None = None,
+        concurrency: int = 2,
+        web_workers: int = 2,
+    ) -> None:
+        self.env = dict(env)
+        self.data_dir = data_dir
+        self.port = port
+        self.concurrency = concurrency
+        self.web_workers = web_workers
+        self.redis: EmbeddedRedis | None = None
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.write_key: str | None = None
+        self.settings: Settings | None = None
+
+    def start(self) -> None:
+        settings = load_settings(self.env)  # fail before starting anything
+        if settings.redis_url is None:
+            self.redis = EmbeddedRedis(self.data_dir / "redis").start()
+            self.env["REDIS_URL"] = self.redis.url
+            print(f"embedded Redis on {self.redis.url} (data in {self.redis.data_dir})", flush=True)
+        if (
+            not settings.ingest_write_keys
+            and settings.ingest_shared_secret is None
+            and not settings.ingest_allow_unauthenticated
+        ):
+            self.write_key = _local_write_key(self.data_dir)
+            self.env["INGEST_WRITE_KEYS"] = self.write_key
+        if self.port is not None:
+            self.env["PORT"] = str(self.port)
+        self.settings = settings = load_settings(self.env)
+        if settings.dry_run:
+            print(DRY_RUN_BANNER, flush=True)
+        web_env = {**self.env, "WEB_CONCURRENCY": str(self.web_workers)}
+        web = subprocess.Popen(
+            [_bin("gunicorn"), "-c", _gunicorn_conf(), "ingest.app:get_app()"],
+            env=web_env,
+            start_new_session=True,  # signals reach children only through stop()
+        )
+        self.children.append(("ingest", web))
+        worker = subprocess.Popen(
+            [
+                _bin("celery"), "-A", "worker", "worker",
+                "--loglevel", settings.log_level,
+                "--concurrency", str(self.concurrency),
+                "--hostname", f"fleet-{os.getpid()}@%h",
+            ],
+            env=self.env,
+            start_new_session=True,
+        )  # fmt: skip
+        self.children.append(("worker", worker))
+        _wait_healthy(f"http://127.0.0.1:{settings.port}/healthz", web, timeout_s=30)
+        self._print_howto(settings)
+
+    def _print_howto(self, settings: Settings) -> None:
+        base = f"http://127.0.0.1:{settings.port}"
+        auth = f" -u '{self.write_key}:'" if self.write_key else ""
+        print(
+            "\n"
+            f"pushwoosh-fleet is running: ingest on {base}\n"
+            + (
+                f"  local write key: {self.write_key} (kept in {self.data_dir}/write-key)\n"
+                if self.write_key
+                else ""
+            )
+            + "  try:\n"
+            f"    curl{auth} -H 'Content-Type: application/json' {base}/v1/track \\\n"
+            '      -d \'{"userId":"user-1","event":"Order Completed",'
+            '"properties":{"total":59.9}}\'\n'
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+
+    def wait(self) -> int:
+        """Block until a child exits or a signal arrives; returns the exit code to use."""
+        while True:
+            for name, child in self.children:
+                code = child.poll()
+                if code is not None:
+                    print(f"{name} exited with code {code}; stopping the fleet", flush=True)
+                    return code or 1
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for _name, child in reversed(self.children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # warm shutdown for both gunicorn and celery
+        for _name, child in reversed(self.children):
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def _gunicorn_conf() -> str:
+    import ingest
+
+    return str(Path(ingest.__file__).with_name("gunicorn_conf.py"))
+
+
+def run_fleet(port: int | None, concurrency: int, data_dir: str) -> int:
+    fleet = Fleet(os.environ, data_dir=Path(data_dir), port=port, concurrency=concurrency)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        fleet.start()
+        return fleet.wait()
+    except KeyboardInterrupt:
+        print("\nstopping: finishing in-flight batches…", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown
+        fleet.stop()
+        print("stopped.", flush=True)

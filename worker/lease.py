@@ -1,0 +1,44 @@
+"""A lease on one shard, so exactly one drain task reads it at a time (and keeps it in order)."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LeaseLost(Exception):
+    """Raised when a drain task finds that its shard lease expired and may be held by another."""
+
+
+class Lease:
+    def __init__(self, client: redis.Redis, key: str, ttl_s: float) -> None:
+        self._client = client
+        self._key = key
+        self._ttl_ms = int(ttl_s * 1000)
+        self.token = uuid.uuid4().hex
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self) -> bool:
+        return bool(self._client.set(self._key, self.token, nx=True, px=self._ttl_ms))
+
+    def renew(self) -> None:
+        if not self._renew(keys=[self._key], args=[self.token, self._ttl_ms]):
+            raise LeaseLost(self._key)
+
+    def release(self) -> None:
+        self._release(keys=[self._key], args=[self.token])

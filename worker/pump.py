@@ -1,0 +1,112 @@
+"""The pump: a small thread in each worker that starts drain tasks where there is work.
+
+Every PUMP_INTERVAL_S it looks at each shard: if the shard has entries (or due retries) and no
+drain task holds or awaits it, it queues one. The "queued" marker (SET NX with a TTL) keeps many
+workers from queueing the same shard twice, and expires if a queued task is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import bootsteps
+
+from config.redis_keys import RedisKeys
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+QUEUED_MARKER_TTL_MS = 60_000
+
+
+def shards_with_work(
+    client: redis.Redis, keys: RedisKeys, settings: Settings, now_ms: int
+) -> list[int]:
+    """Shards that need a drain task now (pure reads; one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(settings.shards):
+        pipe.xlen(keys.stream(shard))
+        pipe.exists(keys.lease(shard))
+        pipe.exists(keys.queued(shard))
+    pipe.zrangebyscore(keys.retry, "-inf", now_ms, start=0, num=1)
+    pipe.hget(keys.circuit, "open_until_ms")
+    results = pipe.execute()
+    open_until_ms = int(results[-1] or 0)
+    if open_until_ms > now_ms:
+        return []  # Pushwoosh is failing: nothing to do until the back-off passes
+    retries_due = bool(results[-2])
+    wanted = []
+    for shard in range(settings.shards):
+        length, leased, queued = results[shard * 3 : shard * 3 + 3]
+        has_work = length > 0 or (shard == 0 and retries_due)
+        if has_work and not leased and not queued:
+            wanted.append(shard)
+    return wanted
+
+
+def queue_drains(client: redis.Redis, keys: RedisKeys, settings: Settings) -> int:
+    from worker.tasks import drain
+
+    started = 0
+    for shard in shards_with_work(client, keys, settings, int(time.time() * 1000)):
+        if client.set(keys.queued(shard), "1", nx=True, px=QUEUED_MARKER_TTL_MS):
+            drain.apply_async(args=(keys.destination, shard))
+            started += 1
+    return started
+
+
+class Pump:
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pushwoosh-pump", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        from worker.runtime import get_runtime
+
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                runtime = get_runtime()
+                queue_drains(runtime.redis, runtime.keys, runtime.settings)
+                failures = 0
+            except Exception:  # the pump must outlive a Redis restart
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    logger.exception("pump: cannot reach Redis (attempt %d); retrying", failures)
+            self._stop.wait(self._interval_s * (1 if failures == 0 else min(25, failures)))
+
+
+class PumpStep(bootsteps.StartStopStep):
+    """Runs the pump in the worker's main process while the worker runs."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.pump: Pump | None = None
+
+    def start(self, parent: Any) -> None:
+        import os
+
+        from config.settings import load_settings
+
+        self.pump = Pump(load_settings(os.environ).pump_interval_s)
+        self.pump.start()
+
+    def stop(self, parent: Any) -> None:
+        if self.pump is not None:
+            self.pump.stop()
+
+    shutdown = stop

@@ -1,0 +1,123 @@
+"""Sending requests to Pushwoosh: a pooled `requests.Session`, or the dry-run sink.
+
+`send` never raises for HTTP or network trouble: it returns a `Reply`, and
+`worker.retry.classify` decides what the reply means. The API key is added to the headers here,
+at the last moment, and never appears in anything this module logs or returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Any, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_REPLY_BODY_CHARS = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    status: int | None
+    body: str = ""
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    transport_error: str | None = None
+    elapsed_s: float = 0.0
+
+
+class Sender(Protocol):
+    def send(self, path: str, body: dict[str, Any]) -> Reply: ...
+
+
+def _url(settings: Settings, path: str) -> str:
+    return f"{settings.pushwoosh_base_url}/integration-segment/v1/{path}"
+
+
+def _headers(settings: Settings) -> dict[str, str]:
+    from worker.wire import USER_AGENT
+
+    assert settings.pushwoosh_api_key is not None
+    return {
+        "Authorization": f"Token {settings.pushwoosh_api_key.reveal()}",
+        "X-PW-Appcode": settings.pushwoosh_application_code or "",
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+
+
+class PushwooshClient:
+    """Real delivery: one pooled session per process, 10 s timeout by default."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self._settings = settings
+        self._session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._headers = _headers(settings)
+
+    def send(self, path: str, body: dict[str, Any]) -> Reply:
+        started = time.monotonic()
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        try:
+            response = self._session.post(
+                _url(self._settings, path),
+                data=data,
+                headers=self._headers,
+                timeout=self._settings.pushwoosh_timeout_s,
+            )
+        except requests.Timeout:
+            return Reply(None, transport_error="timed out", elapsed_s=time.monotonic() - started)
+        except requests.RequestException as ex:
+            # The exception text can carry the URL but never the headers; keep only its class.
+            return Reply(
+                None,
+                transport_error=f"connection error ({type(ex).__name__})",
+                elapsed_s=time.monotonic() - started,
+            )
+        return Reply(
+            status=response.status_code,
+            body=response.text[:MAX_REPLY_BODY_CHARS],
+            headers=dict(response.headers),
+            elapsed_s=time.monotonic() - started,
+        )
+
+
+class DryRunSink:
+    """No credentials (or PUSHWOOSH_DRY_RUN=true): log each request instead of sending it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def send(self, path: str, body: dict[str, Any]) -> Reply:
+        events = body.get("events")
+        logger.info(
+            "DRY RUN: would POST %s (%s) %s",
+            _url(self._settings, path),
+            f"{len(events)} events" if isinstance(events, list) else "1 call",
+            json.dumps(body, separators=(",", ":"), ensure_ascii=False)[:1000],
+        )
+        return Reply(status=200)
+
+
+def make_sender(settings: Settings) -> Sender:
+    if settings.dry_run:
+        return DryRunSink(settings)
+    return PushwooshClient(settings)
+
+
+DRY_RUN_BANNER = (
+    "\n"
+    "************************************************************************\n"
+    "*  DRY RUN: no Pushwoosh credentials (PUSHWOOSH_API_KEY and            *\n"
+    "*  PUSHWOOSH_APPLICATION_CODE), or PUSHWOOSH_DRY_RUN=true.             *\n"
+    "*  Nothing is sent to Pushwoosh; every request is logged instead.      *\n"
+    "************************************************************************"
+)

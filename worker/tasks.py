@@ -1,0 +1,28 @@
+"""Celery tasks: the work itself. Arguments are a destination and a shard number, never
+events or credentials, so Flower and the broker show nothing secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from worker.celery_app import app
+from worker.drain import ShardDrainer
+from worker.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(name="pushwoosh_fleet.drain", bind=True, acks_late=True, reject_on_worker_lost=True)
+def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
+    """Deliver what is waiting on one shard for one time slice, then hand over."""
+    runtime = get_runtime()
+    keys = runtime.keys
+    # Clear the "already queued" marker first: events arriving from now on need a new task.
+    runtime.redis.delete(keys.queued(shard))
+    report = ShardDrainer(runtime, shard).run()
+    result = report.as_dict()
+    if report.skipped is None and report.entries:
+        logger.info("drained shard %d: %s", shard, result)
+    return result
