@@ -1,0 +1,1 @@
+"""HTTP ingest: Segment events in, validated, deduplicated and queued on Redis Streams."""

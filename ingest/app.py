@@ -1,0 +1,306 @@
+"""The ingest HTTP edge (falcon, WSGI): read, authenticate, parse, publish, answer.
+
+`create_app(settings, publisher)` builds the app from what it is handed (tests pass their own
+clock and ids); `get_app()` reads the environment, for gunicorn:
+
+    gunicorn -c ingest/gunicorn_conf.py 'ingest.app:get_app()'
+
+Errors become `{"code": ..., "message": ...}` in one place (`_on_ingest_error`); no request ever
+gets a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import os
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+import redis
+
+from config.settings import Settings, load_settings
+from ingest import events
+from ingest.auth import AuthConfig, authenticate
+from ingest.errors import (
+    DEFAULT_RETRY_AFTER_S,
+    BadRequest,
+    IngestError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from ingest.publish import Publisher
+
+logger = logging.getLogger(__name__)
+
+App = falcon.App[falcon.Request, falcon.Response]
+
+_CHUNK_BYTES = 64 * 1024
+# application/json and any +json type; text/plain because browser senders use it
+# (sendBeacon, no CORS preflight) while still sending JSON.
+_TEXT_TYPES = ("application/json", "text/plain")
+_GZIP = ("gzip", "x-gzip")
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer, not raw deflate
+
+
+def create_app(
+    settings: Settings,
+    publisher: Publisher,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    new_message_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> App:
+    """Build the app; raise ConfigError when no credentials are configured (see AuthConfig)."""
+    auth = AuthConfig.from_settings(settings)
+    publisher.try_ensure_streams()
+    ingest = _Ingest(settings, publisher, auth, clock, new_message_id)
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app.req_options.auto_parse_form_urlencoded = False
+    app.add_route("/webhook", _Route(ingest, "webhook", None))
+    app.add_route("/v1/batch", _Route(ingest, "v1/batch", None))
+    for kind in events.V1_ROUTE_TYPES:
+        app.add_route(f"/v1/{kind}", _Route(ingest, f"v1/{kind}", kind))
+    app.add_route("/healthz", _Health())
+    app.add_route("/readyz", _Ready(settings, publisher))
+    app.add_error_handler(Exception, _on_unexpected_error)
+    app.add_error_handler(falcon.HTTPError, _on_http_error)
+    app.add_error_handler(IngestError, _on_ingest_error)
+    return app
+
+
+def get_app() -> App:
+    """The app as configured by the environment; what gunicorn loads."""
+    settings = load_settings(os.environ)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    client = redis.Redis.from_url(
+        settings.effective_redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+    )
+    return create_app(settings, Publisher(client, settings))
+
+
+class _Ingest:
+    """One request, from bytes to stored events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        auth: AuthConfig,
+        clock: Callable[[], datetime],
+        new_message_id: Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.auth = auth
+        self.clock = clock
+        self.new_message_id = new_message_id
+        self.limits = events.Limits(
+            max_event_bytes=settings.ingest_max_event_bytes,
+            max_batch_events=settings.ingest_max_batch_events,
+        )
+
+    def handle(self, req: falcon.Request, route: str, kind: str | None) -> int:
+        received_at = self.clock()
+        _check_content_type(req.content_type)
+        raw = _read_body(req, self.settings.ingest_max_request_bytes)
+        body = events.decode_json(raw)
+        method = authenticate(
+            self.auth,
+            authorization=req.get_header("Authorization"),
+            signature=req.get_header("X-Signature"),
+            raw_body=raw,
+            body=body,
+        )
+        retry_count = req.get_header("X-Retry-Count")
+        if retry_count:
+            logger.info("%s: sender retry %.20s (auth: %s)", route, retry_count, method)
+        if route == "webhook":
+            parsed = events.parse_webhook(
+                body, received_at, self.new_message_id, limits=self.limits
+            )
+        else:
+            parsed = events.parse_v1(
+                kind, body, received_at, self.new_message_id, limits=self.limits
+            )
+        result = self.publisher.publish(parsed, route)
+        req.context.stored = True
+        if result.duplicates:
+            logger.info("%s: %d duplicate events skipped", route, result.duplicates)
+        return result.accepted
+
+
+class _Route:
+    def __init__(self, ingest: _Ingest, route: str, kind: str | None) -> None:
+        self._ingest = ingest
+        self._route = route
+        self._kind = kind
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._ingest.handle(req, self._route, self._kind)
+        # Exactly 200 with this body: Segment's clients treat anything else as a failure.
+        resp.status = falcon.HTTP_200
+        resp.media = {"success": True}
+
+
+class _Health:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class _Ready:
+    """Ready when Redis answers and the backlog is under the limit (load balancers ask)."""
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self._settings = settings
+        self._publisher = publisher
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            self._publisher.ping()
+            backlog = self._publisher.backlog()
+        except redis.RedisError as ex:
+            logger.warning("not ready: Redis unavailable: %s", ex)
+            _not_ready(resp, "store_unavailable")
+            return
+        if backlog >= self._settings.ingest_max_queued_events:
+            _not_ready(resp, "queue_full")
+            return
+        resp.media = {"status": "ok", "queued": backlog}
+
+
+def _not_ready(resp: falcon.Response, reason: str) -> None:
+    resp.status = falcon.HTTP_503
+    resp.set_header("Retry-After", str(DEFAULT_RETRY_AFTER_S))
+    resp.media = {"status": "unavailable", "reason": reason}
+
+
+def _check_content_type(content_type: str | None) -> None:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in _TEXT_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type must be application/json, not {media[:60]!r}"
+        if media
+        else "Content-Type must be application/json"
+    )
+
+
+def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The body, decompressed; refused as soon as it passes max_bytes, before reading it all."""
+    encoding = (req.get_header("Content-Encoding") or "identity").strip().lower()
+    if encoding not in ("identity", *_GZIP):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding[:40]!r} is not supported; use gzip or none",
+            code="unsupported_encoding",
+        )
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(_too_large(max_bytes))
+    chunks = _read_chunks(req, max_bytes)
+    if encoding in _GZIP:
+        return _gunzip(chunks, max_bytes)
+    return b"".join(chunks)
+
+
+def _read_chunks(req: falcon.Request, max_bytes: int) -> Iterator[bytes]:
+    stream: Any = req.bounded_stream
+    chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+    if req.content_length is None and chunked:
+        # bounded_stream reads nothing without a Content-Length; the server's input stream
+        # decodes the chunked framing and ends where the body ends.
+        stream = req.stream
+    total = 0
+    while True:
+        chunk = stream.read(min(_CHUNK_BYTES, max_bytes + 1 - total))
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > max_bytes:
+            raise PayloadTooLarge(_too_large(max_bytes))
+        yield chunk
+
+
+def _gunzip(chunks: Iterator[bytes], max_bytes: int) -> bytes:
+    """Inflate incrementally, never holding more than max_bytes + 1: a gzip bomb stops early."""
+    inflater = zlib.decompressobj(_GZIP_WBITS)
+    out = bytearray()
+    try:
+        for chunk in chunks:
+            data = chunk
+            while True:
+                if inflater.eof:
+                    if not data:
+                        break
+                    # Bytes after the end of a member start another: concatenated gzip members
+                    # are one valid gzip stream.
+                    inflater = zlib.decompressobj(_GZIP_WBITS)
+                piece = inflater.decompress(data, max_bytes + 1 - len(out))
+                out += piece
+                if len(out) > max_bytes:
+                    raise PayloadTooLarge(_too_large(max_bytes, decompressed=True))
+                data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+                if not data and not piece:
+                    break
+    except zlib.error as ex:
+        raise BadRequest(f"body is not valid gzip: {ex}", code="invalid_gzip") from ex
+    if not inflater.eof:
+        raise BadRequest("gzip body is truncated", code="invalid_gzip")
+    return bytes(out)
+
+
+def _too_large(max_bytes: int, *, decompressed: bool = False) -> str:
+    what = "decompressed request body" if decompressed else "request body"
+    return f"the {what} is over the limit of {max_bytes} bytes per request"
+
+
+def _on_ingest_error(
+    req: falcon.Request, resp: falcon.Response, ex: IngestError, params: dict[str, Any]
+) -> None:
+    """The one place where ingest errors become HTTP answers."""
+    if ex.status >= 500 or ex.status == 429:
+        logger.warning("%s %s: %s %s", req.method, req.path, ex.status, ex.code)
+    else:
+        logger.info("%s %s: %s %s: %s", req.method, req.path, ex.status, ex.code, ex.message)
+    resp.status = ex.status
+    resp.media = {"code": ex.code, "message": ex.message}
+    if ex.retry_after_s is not None:
+        resp.set_header("Retry-After", str(ex.retry_after_s))
+
+
+def _on_http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict[str, Any]
+) -> None:
+    """falcon's own errors (404, 405, bad headers) in the same shape as ours."""
+    resp.status = ex.status
+    if ex.headers:
+        resp.set_headers(ex.headers)
+    try:
+        phrase = http.HTTPStatus(ex.status_code).phrase
+    except ValueError:
+        phrase = "HTTP error"
+    resp.media = {
+        "code": "_".join(phrase.lower().split()),
+        "message": ex.description or ex.title or phrase,
+    }
+
+
+def _on_unexpected_error(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    """Never a 500 with a traceback: log it, answer 503 so the sender retries."""
+    stored = bool(getattr(req.context, "stored", False))
+    logger.exception("unexpected error on %s %s (events stored: %s)", req.method, req.path, stored)
+    resp.status = falcon.HTTP_503
+    resp.media = {"code": "internal_error", "message": "internal error; retry later"}
+    if not stored:
+        resp.set_header("Retry-After", str(DEFAULT_RETRY_AFTER_S))

@@ -1,0 +1,153 @@
+"""Who may post events: write keys (body, HTTP Basic, Bearer) and Segment's HMAC signature.
+
+Pure: takes the headers, the raw body and the decoded body, and answers or raises
+`Unauthorized`. Every comparison is `hmac.compare_digest`, so timing tells nothing about a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+
+from config.errors import ConfigError
+from config.settings import Settings
+from ingest.errors import Unauthorized
+
+logger = logging.getLogger(__name__)
+
+# Said for every failure, so a caller cannot tell a wrong key from a wrong signature.
+_UNAUTHORIZED = "missing or invalid write key or signature"
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    """The accepted credentials, as bytes ready for constant-time comparison."""
+
+    write_keys: tuple[bytes, ...]
+    shared_secret: bytes | None
+    allow_unauthenticated: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthConfig:
+        """Raise ConfigError when nothing would be accepted and that was not asked for."""
+        keys = tuple(k.reveal().encode("utf-8") for k in settings.ingest_write_keys if k)
+        secret = settings.ingest_shared_secret
+        config = cls(
+            write_keys=keys,
+            shared_secret=secret.reveal().encode("utf-8") if secret else None,
+            allow_unauthenticated=settings.ingest_allow_unauthenticated,
+        )
+        if not (config.write_keys or config.shared_secret or config.allow_unauthenticated):
+            raise ConfigError(
+                [
+                    "INGEST_WRITE_KEYS: set at least one write key, or INGEST_SHARED_SECRET, or "
+                    "INGEST_ALLOW_UNAUTHENTICATED=true to accept events from anyone"
+                ]
+            )
+        return config
+
+
+def authenticate(
+    config: AuthConfig,
+    *,
+    authorization: str | None,
+    signature: str | None,
+    raw_body: bytes,
+    body: object,
+) -> str:
+    """Name the method that authenticated the request, or raise Unauthorized."""
+    if (
+        signature
+        and config.shared_secret is not None
+        and _signature_matches(config.shared_secret, signature, raw_body, body)
+    ):
+        return "signature"
+    if config.write_keys:
+        if authorization and _header_key_matches(config.write_keys, authorization):
+            return "header"
+        if isinstance(body, dict) and _key_matches(config.write_keys, body.get("writeKey")):
+            return "body"
+    if config.allow_unauthenticated:
+        return "unauthenticated"
+    raise Unauthorized(_UNAUTHORIZED)
+
+
+def sign(secret: bytes, payload: bytes) -> str:
+    """Hex HMAC-SHA1 of a payload, as Segment puts it in X-Signature."""
+    return hmac.new(secret, payload, hashlib.sha1).hexdigest()
+
+
+def _key_matches(keys: tuple[bytes, ...], candidate: object) -> bool:
+    if not isinstance(candidate, str) or not candidate:
+        return False
+    given = candidate.encode("utf-8", "surrogatepass")
+    # No early exit: every configured key is compared, whichever matches.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(key, given)
+    return matched
+
+
+def _header_key_matches(keys: tuple[bytes, ...], authorization: str) -> bool:
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return _key_matches(keys, value)
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return False
+        # "key:" from most clients, "key" from some: the user name is the write key and the
+        # password, if any, is not used.
+        user, _, _password = decoded.partition(":")
+        return _key_matches(keys, user)
+    return False
+
+
+def _signature_matches(secret: bytes, signature: str, raw_body: bytes, body: object) -> bool:
+    given = signature.strip().lower().encode("ascii", "replace")
+    matched = False
+    for payload in _signed_payloads(raw_body, body):
+        matched |= hmac.compare_digest(sign(secret, payload).encode("ascii"), given)
+    return matched
+
+
+def _signed_payloads(raw_body: bytes, body: object) -> list[bytes]:
+    """What the signature may cover: the whole body; for an array, its first element only.
+
+    Webhooks (Actions) in batch mode sign the JSON of the first element. That JSON is
+    re-serialised by the sender, so both its exact bytes in the body and the usual
+    serialisations of the decoded element are tried.
+    """
+    payloads = [raw_body]
+    if isinstance(body, list) and body:
+        first = body[0]
+        raw_first = _first_element_bytes(raw_body)
+        if raw_first is not None:
+            payloads.append(raw_first)
+        for separators, ascii_only in (((",", ":"), False), ((", ", ": "), True)):
+            try:
+                text = json.dumps(first, separators=separators, ensure_ascii=ascii_only)
+                payloads.append(text.encode("utf-8"))
+            except (ValueError, TypeError, RecursionError):
+                continue
+    return payloads
+
+
+def _first_element_bytes(raw_body: bytes) -> bytes | None:
+    """The exact bytes of the first element of a JSON array body, or None."""
+    try:
+        text = raw_body.decode("utf-8")
+        start = text.index("[") + 1
+        while start < len(text) and text[start] in " \t\r\n":
+            start += 1
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, RecursionError):
+        return None
+    return text[start:end].encode("utf-8")

@@ -1,0 +1,74 @@
+"""Errors of the ingest package; each carries the HTTP status, code and message it answers with.
+
+The HTTP edge (`ingest.app`) maps them to `{"code": ..., "message": ...}` in one place. Messages
+are shown to senders, so they never contain a write key, a secret or a signature.
+"""
+
+from __future__ import annotations
+
+# How long a sender should wait before retrying when the fleet sheds load or Redis is away.
+DEFAULT_RETRY_AFTER_S = 5
+
+
+class IngestError(Exception):
+    """Raised when a request cannot be accepted; root of every ingest error."""
+
+    status: int = 400
+    code: str = "invalid_request"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_s: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.retry_after_s = retry_after_s
+
+
+class BadRequest(IngestError):
+    """Raised when a request is malformed or fails validation; a retry cannot fix it."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class PayloadTooLarge(IngestError):
+    """Raised when a request, an event or a batch is over a size limit; the message names it."""
+
+    status = 413
+    code = "too_large"
+
+
+class Unauthorized(IngestError):
+    """Raised when a request carries no valid write key or signature."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class UnsupportedMediaType(IngestError):
+    """Raised when the Content-Type or Content-Encoding is not one ingest understands."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class QueueFull(IngestError):
+    """Raised when accepting the events would push the backlog over its limit."""
+
+    status = 429
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class StoreUnavailable(IngestError):
+    """Raised when Redis cannot be reached, so nothing was stored and a retry may succeed."""
+
+    status = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)

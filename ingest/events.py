@@ -1,0 +1,327 @@
+"""Parse and validate Segment messages into the events ingest stores. Pure: no I/O.
+
+Input is whatever a sender posted (already decoded from JSON); output is a list of normalised
+messages, each with a `messageId`, a `timestamp` and a `receivedAt`, with `/v1/batch` top-level
+`context`/`integrations` merged in and `writeKey` removed. Every problem raises a `BadRequest`
+or `PayloadTooLarge` naming the message index and the field, and rejects the whole request:
+a sender is never told "ok" about a request that was partly dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from ingest.errors import BadRequest, PayloadTooLarge
+
+EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias", "delete")
+V1_ROUTE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# Segment's own limit for messageId; longer ids are rejected rather than truncated, so that
+# dedupe never merges two different ids.
+MAX_MESSAGE_ID_CHARS = 100
+# How many field problems one error message lists before it stops.
+_MAX_PROBLEMS = 5
+
+Event = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Size limits; the defaults are Segment's (32 KB per event, 2,500 events per batch)."""
+
+    max_event_bytes: int = 32 * 1024
+    max_batch_events: int = 2500
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Identity(fields.Field[object]):
+    """A user or anonymous id: a string or an integer (some senders use numeric ids)."""
+
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> object:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValidationError("must be a string")
+        return value
+
+
+class _Timestamp(fields.Field[datetime]):
+    """An ISO 8601 date-time; one without a zone is taken as UTC."""
+
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> datetime:
+        if not isinstance(value, str):
+            raise ValidationError("must be an ISO 8601 date-time string")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as ex:
+            raise ValidationError("must be an ISO 8601 date-time string") from ex
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _object() -> fields.Dict:
+    return fields.Dict(allow_none=True, error_messages={"invalid": "must be a JSON object"})
+
+
+class _MessageSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String(
+        required=True,
+        validate=validate.OneOf(EVENT_TYPES, error="must be one of " + ", ".join(EVENT_TYPES)),
+        error_messages={"required": "type is required", "null": "type is required"},
+    )
+    userId = _Identity(allow_none=True)
+    anonymousId = _Identity(allow_none=True)
+    previousId = _Identity(allow_none=True)
+    event = fields.String(allow_none=True)
+    messageId = fields.String(
+        allow_none=True,
+        validate=validate.Length(
+            max=MAX_MESSAGE_ID_CHARS, error=f"must be at most {MAX_MESSAGE_ID_CHARS} characters"
+        ),
+    )
+    timestamp = _Timestamp(allow_none=True)
+    sentAt = _Timestamp(allow_none=True)
+    originalTimestamp = _Timestamp(allow_none=True)
+    context = _object()
+    integrations = _object()
+    properties = _object()
+    traits = _object()
+
+    @validates_schema
+    def _check_required_by_type(self, data: dict[str, Any], **_: Any) -> None:
+        kind = data.get("type")
+        problems: dict[str, str] = {}
+        if kind == "alias":
+            if not _present(data.get("previousId")):
+                problems["previousId"] = "previousId is required for alias"
+            if not _present(data.get("userId")):
+                problems["userId"] = "userId is required for alias"
+        elif not (_present(data.get("userId")) or _present(data.get("anonymousId"))):
+            problems["userId"] = "userId or anonymousId is required"
+        if kind == "track" and not data.get("event"):
+            problems["event"] = "event is required for track"
+        if problems:
+            raise ValidationError(problems)
+
+
+class _BatchSchema(Schema):
+    """The envelope of `/v1/batch`; the messages themselves are checked one by one."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    batch = fields.List(
+        fields.Raw(),
+        required=True,
+        error_messages={"required": "batch is required", "invalid": "must be a list of messages"},
+    )
+    context = _object()
+    integrations = _object()
+    sentAt = _Timestamp(allow_none=True)
+
+
+_MESSAGE_SCHEMA = _MessageSchema()
+_BATCH_SCHEMA = _BatchSchema()
+
+
+def _present(value: object) -> bool:
+    return value is not None and value != ""
+
+
+def decode_json(raw: bytes) -> object:
+    """Decode a request body; anything but UTF-8 JSON (NaN and Infinity included) is a 400."""
+    if not raw.strip():
+        raise BadRequest("request body is empty", code="invalid_json")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        raise BadRequest("request body is not valid UTF-8", code="invalid_json") from ex
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as ex:
+        raise BadRequest("request body is nested too deeply", code="invalid_json") from ex
+    except ValueError as ex:  # JSONDecodeError, NaN, and over-long integer literals
+        raise BadRequest(f"request body is not valid JSON: {ex}", code="invalid_json") from ex
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and a Z, as Segment writes receivedAt."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_webhook(
+    body: object,
+    received_at: datetime,
+    new_id: Callable[[], str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> list[Event]:
+    """Events of a webhook POST: one message object, or a JSON array of them (Actions batch)."""
+    if isinstance(body, dict):
+        return [_normalise(body, None, received_at, new_id, limits, {})]
+    if not isinstance(body, list):
+        raise BadRequest(
+            "request body must be a JSON object or an array of objects", code="validation_failed"
+        )
+    _check_count(len(body), limits)
+    return [
+        _normalise(item, f"events[{i}]", received_at, new_id, limits, {})
+        for i, item in enumerate(body)
+    ]
+
+
+def parse_v1(
+    route_type: str | None,
+    body: object,
+    received_at: datetime,
+    new_id: Callable[[], str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> list[Event]:
+    """Events of a Segment HTTP API call; `route_type` is None for `/v1/batch`."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object", code="validation_failed")
+    if route_type is not None:
+        if route_type not in V1_ROUTE_TYPES:
+            raise BadRequest(f"unknown message type {route_type!r}", code="validation_failed")
+        # The route names the type, as in Segment's API: /v1/track stores a track.
+        return [_normalise({**body, "type": route_type}, None, received_at, new_id, limits, {})]
+    problems = _BATCH_SCHEMA.validate(body)
+    if problems:
+        raise BadRequest(_describe(None, problems), code="validation_failed")
+    messages: list[object] = body["batch"]
+    _check_count(len(messages), limits)
+    shared = {k: body[k] for k in ("context", "integrations", "sentAt") if body.get(k) is not None}
+    return [
+        _normalise(item, f"batch[{i}]", received_at, new_id, limits, shared)
+        for i, item in enumerate(messages)
+    ]
+
+
+def _check_count(count: int, limits: Limits) -> None:
+    if count > limits.max_batch_events:
+        raise PayloadTooLarge(
+            f"the batch has {count} events; the limit is {limits.max_batch_events} events "
+            "per request"
+        )
+
+
+def _normalise(
+    item: object,
+    where: str | None,
+    received_at: datetime,
+    new_id: Callable[[], str],
+    limits: Limits,
+    shared: Mapping[str, Any],
+) -> Event:
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where or 'message'}: must be a JSON object", code="validation_failed")
+    size = _encoded_size(item, where)
+    if size > limits.max_event_bytes:
+        raise PayloadTooLarge(
+            f"{where or 'the event'} is {size} bytes; the limit is {limits.max_event_bytes} "
+            "bytes per event"
+        )
+    try:
+        parsed: dict[str, Any] = _MESSAGE_SCHEMA.load(item)
+    except ValidationError as ex:
+        raise BadRequest(_describe(where, ex.messages), code="validation_failed") from ex
+
+    event: Event = dict(item)
+    event.pop("writeKey", None)
+    for key in ("context", "integrations"):
+        if key in shared:
+            event[key] = _merge_one_level(shared[key], item.get(key) or {})
+    if event.get("sentAt") is None and "sentAt" in shared:
+        event["sentAt"] = shared["sentAt"]
+    if not event.get("messageId"):
+        event["messageId"] = new_id()
+    if event.get("timestamp") is None:
+        event["timestamp"] = _corrected_timestamp(parsed, shared, received_at, item)
+    event["receivedAt"] = format_timestamp(received_at)
+    _encoded_size(event, where)  # the merged context is checked for invalid text too
+    return event
+
+
+def _corrected_timestamp(
+    parsed: Mapping[str, Any],
+    shared: Mapping[str, Any],
+    received_at: datetime,
+    item: Mapping[str, Any],
+) -> Any:
+    """Segment's device clock correction: receivedAt - (sentAt - originalTimestamp)."""
+    original = parsed.get("originalTimestamp")
+    sent = parsed.get("sentAt")
+    if sent is None and "sentAt" in shared:
+        sent = datetime.fromisoformat(shared["sentAt"])  # validated by _BATCH_SCHEMA
+        sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
+    if original is not None and sent is not None:
+        try:
+            return format_timestamp(received_at - (sent - original))
+        except (OverflowError, ValueError):
+            return item["originalTimestamp"]  # a skew beyond the calendar: keep what was sent
+    if original is not None:
+        return item["originalTimestamp"]
+    return format_timestamp(received_at)
+
+
+def _merge_one_level(shared: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """Shared keys under the message's own; nested objects merged one level, message wins."""
+    merged = dict(shared)
+    for key, value in own.items():
+        base = merged.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _encoded_size(message: Mapping[str, Any], where: str | None) -> int:
+    """Bytes of the message as compact UTF-8 JSON; invalid text (lone surrogates) is a 400."""
+    try:
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return len(text.encode("utf-8"))
+    except RecursionError as ex:
+        raise BadRequest(f"{where or 'message'}: nested too deeply", code="invalid_json") from ex
+    except (ValueError, TypeError) as ex:
+        raise BadRequest(
+            f"{where or 'message'}: contains text that is not valid Unicode", code="invalid_json"
+        ) from ex
+
+
+def _describe(where: str | None, messages: object) -> str:
+    """`batch[3].userId: userId or anonymousId is required; batch[3].event: ...`."""
+    problems: list[str] = []
+    _flatten(messages, where or "", problems)
+    shown = problems[:_MAX_PROBLEMS]
+    more = len(problems) - len(shown)
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _flatten(messages: object, path: str, out: list[str]) -> None:
+    if isinstance(messages, dict):
+        for key in sorted(messages, key=str):
+            name = path if key == "_schema" else (f"{path}.{key}" if path else str(key))
+            _flatten(messages[key], name, out)
+    elif isinstance(messages, list):
+        for message in messages:
+            _flatten(message, path, out)
+    else:
+        out.append(f"{path}: {messages}" if path else str(messages))

@@ -1,0 +1,26 @@
+"""gunicorn settings for the ingest server; a plain Python file (`gunicorn -c`).
+
+    gunicorn -c ingest/gunicorn_conf.py 'ingest.app:get_app()'
+
+PORT and WEB_CONCURRENCY follow the usual platform conventions; everything else the app
+reads itself (see config/settings.py).
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
+# Threads, because a request mostly waits on Redis; 4 per worker keeps memory flat.
+worker_class = "gthread"
+threads = 4
+# Segment's Webhooks (Actions) give up after 10 s; a request must never take that long.
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Access logs off by default (one line per event batch adds up); GUNICORN_ACCESS_LOG=- turns on.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
+# Request line and headers stay small; the body limit is enforced by the app.
+limit_request_line = 8190
+limit_request_fields = 100

@@ -1,0 +1,155 @@
+"""Put accepted events on the Redis Streams: all or nothing, deduplicated, under a backlog cap.
+
+One Lua script does the whole request atomically: it measures the backlog, decides which
+events are new, and only then writes. So a request is stored entirely or not at all, the
+dedupe marker and the stream entry are written together, and two concurrent requests with the
+same messageId cannot both get through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any
+
+import redis
+
+from config.redis_keys import CONSUMER_GROUP, DEFAULT_DESTINATION, RedisKeys, shard_for
+from config.settings import Settings
+from ingest.errors import QueueFull, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+# KEYS: the n shard streams, then one seen-key per event.
+# ARGV: n, max queued, dedupe window (s, 0 = off), route, then per event: shard (1-based), json.
+# Every read that can fail (XLEN on a key of the wrong type) happens before the first write:
+# a Lua error does not roll back earlier writes, so nothing may fail after writing starts.
+_PUBLISH_LUA = """
+local n = tonumber(ARGV[1])
+local max_queued = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local src = ARGV[4]
+local backlog = 0
+for i = 1, n do
+  backlog = backlog + redis.call('XLEN', KEYS[i])
+end
+local count = (#ARGV - 4) / 2
+local fresh = {}
+local seen_here = {}
+local new_count = 0
+for j = 1, count do
+  local seen_key = KEYS[n + j]
+  local is_new = not seen_here[seen_key]
+  seen_here[seen_key] = true
+  if is_new and window > 0 and redis.call('EXISTS', seen_key) == 1 then
+    is_new = false
+  end
+  fresh[j] = is_new
+  if is_new then new_count = new_count + 1 end
+end
+if new_count > 0 and backlog + new_count > max_queued then
+  return {-1, backlog}
+end
+for j = 1, count do
+  if fresh[j] then
+    if window > 0 then
+      redis.call('SET', KEYS[n + j], '1', 'NX', 'EX', window)
+    end
+    local shard = tonumber(ARGV[3 + 2 * j])
+    redis.call('XADD', KEYS[shard], '*', 'e', ARGV[4 + 2 * j], 'src', src)
+  end
+end
+return {new_count, count - new_count}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishResult:
+    """What one request did: events written, and events dropped as already seen."""
+
+    accepted: int
+    duplicates: int
+
+
+class Publisher:
+    """Writes events of one destination to its shard streams."""
+
+    def __init__(
+        self, redis_client: redis.Redis, settings: Settings, destination: str = DEFAULT_DESTINATION
+    ) -> None:
+        self._redis = redis_client
+        self._settings = settings
+        self._keys = RedisKeys(settings.redis_key_prefix, destination)
+        self._streams = [self._keys.stream(shard) for shard in range(settings.shards)]
+        self._script = redis_client.register_script(_PUBLISH_LUA)
+        self._streams_ready = False
+
+    def ensure_streams(self) -> None:
+        """Create the consumer group on every shard stream (and the stream); idempotent."""
+        for stream in self._streams:
+            try:
+                self._redis.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as ex:
+                if "BUSYGROUP" not in str(ex):
+                    raise
+        self._streams_ready = True
+
+    def try_ensure_streams(self) -> bool:
+        """ensure_streams at start-up, where Redis being away must not stop the server."""
+        try:
+            self.ensure_streams()
+        except redis.RedisError as ex:
+            logger.warning("could not create the consumer groups yet, will retry: %s", ex)
+            return False
+        return True
+
+    def backlog(self) -> int:
+        """Events waiting on all shard streams of this destination."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xlen(stream)
+            return sum(int(n) for n in pipe.execute())
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
+
+    def publish(self, events: list[dict[str, Any]], route: str) -> PublishResult:
+        """Store every event or none; raise QueueFull or StoreUnavailable when none were."""
+        if not events:
+            return PublishResult(0, 0)
+        keys: list[str] = list(self._streams)
+        args: list[str | int] = [
+            len(self._streams),
+            self._settings.ingest_max_queued_events,
+            self._settings.dedupe_window_s,
+            route,
+        ]
+        for event in events:
+            identity = event.get("userId") or event.get("anonymousId")
+            shard = shard_for(None if identity is None else str(identity), len(self._streams))
+            keys.append(self._keys.seen(str(event["messageId"])))
+            args += [shard + 1, json.dumps(event, separators=(",", ":"))]
+        try:
+            if not self._streams_ready:
+                self.ensure_streams()
+            written, other = self._script(keys=keys, args=args)
+        except (redis.ConnectionError, redis.TimeoutError) as ex:
+            logger.warning("Redis unavailable, %d events not stored: %s", len(events), ex)
+            raise StoreUnavailable("the event store is unavailable; retry later") from ex
+        except redis.RedisError as ex:
+            # OOM, READONLY replica, LOADING...: nothing was written, and a retry may succeed.
+            logger.error("Redis refused %d events: %s", len(events), ex)
+            raise StoreUnavailable("the event store refused the write; retry later") from ex
+        if int(written) < 0:
+            logger.warning(
+                "queue full: %d events waiting, limit %d; %d events refused",
+                int(other),
+                self._settings.ingest_max_queued_events,
+                len(events),
+            )
+            raise QueueFull(
+                f"the queue holds {int(other)} events, the limit is "
+                f"{self._settings.ingest_max_queued_events}; retry later"
+            )
+        return PublishResult(int(written), int(other))
