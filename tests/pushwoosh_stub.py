@@ -24,6 +24,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     received_at: float
+    status: int = 0  # what the stub answered
 
     @property
     def json(self) -> Any:
@@ -124,10 +125,11 @@ class PushwooshStub:
                     received_at=time.time(),
                 )
                 reply = stub._reply_for(recorded)
+                recorded.status = reply.status
+                with stub._lock:
+                    stub.requests.append(recorded)  # at receipt: a slow reply was still received
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
-                with stub._lock:
-                    stub.requests.append(recorded)
                 payload = reply.body
                 if isinstance(payload, dict):
                     payload = json.dumps(payload)

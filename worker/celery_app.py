@@ -3,8 +3,12 @@ not at import time, so importing `worker` never fails on a bad setting and tests
 environment first.
 
 Reliability settings, and why:
-- task_acks_late + task_reject_on_worker_lost: a drain task whose process is killed goes back on
-  the queue. (The events themselves are safe either way: they stay pending in their stream.)
+- Events never travel in Celery messages: they stay pending in their Redis Stream until settled,
+  and a drain task message only says "drain shard N". Losing one loses nothing: the shard's lease
+  expires and the pump queues another. So drain tasks are acknowledged on receipt (acks_late off):
+  with late acks, the Redis transport restores unacked messages when the broker connection drops,
+  and in kombu 5.x that path can crash the worker ("Unrecoverable error: 'NoneType' object has no
+  attribute 'hostname'") when Redis restarts, which would stop delivery instead of pausing it.
 - worker_prefetch_multiplier=1: a worker takes one drain task per free process, so shards are
   spread over processes instead of queued behind each other.
 - visibility_timeout: an hour, far above a drain slice, so no task is redelivered while running.
@@ -40,8 +44,7 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": 3600},
         "task_default_queue": queue,
         "task_queues": None,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
+        "task_acks_late": False,
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -64,7 +67,6 @@ def _configure(sender: Celery, **_: Any) -> None:
 def _check_config_at_start(**_: Any) -> None:
     """Fail a worker at start-up, not per event at 3 a.m.: settings and mappings load now."""
     from config.mapping_file import mappings_from_settings
-
     from worker.pushwoosh import DRY_RUN_BANNER
 
     settings = load_settings(os.environ)

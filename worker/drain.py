@@ -160,6 +160,7 @@ class ShardDrainer:
         self._circuit = Circuit(self._redis, self._keys.circuit, self._settings, self._rng)
         self._lease = Lease(self._redis, self._keys.lease(shard), self._settings.drain_lease_s)
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
+        self._observer = runtime.observer
         self._app_code = self._settings.pushwoosh_application_code or DRY_RUN_APP_CODE
         self._max_events = self._settings.batch_max_events
         self._flush_delay_ms = int(self._settings.batch_flush_delay_s * 1000)
@@ -253,6 +254,7 @@ class ShardDrainer:
                 self._reject_unreadable(entry_id, fields["e"])
                 continue
             calls, rejections = plan_calls(event, self._rt.mappings, self._app_code)
+            self._observer.on_mapped(event, entry_id, fields.get("src", ""), calls)
             for rejection in rejections:
                 self._dead_letter_rejection(event, rejection, entry_id)
             if not calls:
@@ -310,18 +312,23 @@ class ShardDrainer:
         error = classify(reply.status, reply.body, reply.headers, reply.transport_error, now_s)
         attempts = out.attempts + 1
         if error is None:
+            self._observer.on_attempt(out.request, reply, "delivered", attempts)
             self._circuit.record_success()
             self._delivered(out)
         elif isinstance(error, RetryableDeliveryError):
             open_until_ms = self._circuit.record_failure(error)
             if self._exhausted(out, attempts, now_s):
+                self._observer.on_attempt(out.request, reply, "dead_letter", attempts)
                 self._dead_letter(out, error, attempts, reply, gave_up=True)
             else:
+                self._observer.on_attempt(out.request, reply, "retry", attempts)
                 self._park(out, error, attempts, open_until_ms)
         elif isinstance(error, AuthenticationFailed):
+            self._observer.on_attempt(out.request, reply, "auth_failed", attempts)
             self._circuit.record_failure(error)
             self._dead_letter(out, error, attempts, reply)
         elif error.status == 400 and out.size > 1:
+            self._observer.on_attempt(out.request, reply, "split", attempts)
             # A poisoned batch: split it and send the halves, so only the bad events are
             # dead-lettered (with Pushwoosh's own reason) and the good ones are delivered.
             left, right = out.split()
@@ -330,6 +337,7 @@ class ShardDrainer:
             self._attempt(left)
             self._attempt(right)
         else:
+            self._observer.on_attempt(out.request, reply, "dead_letter", attempts)
             self._dead_letter(out, error, attempts, reply)
 
     def _exhausted(self, out: Outgoing, attempts: int, now_s: float) -> bool:
@@ -379,6 +387,9 @@ class ShardDrainer:
             pipe.hincrby(keys.stats, "retried", size)
 
         self._writes.append(write)
+        self._observer.on_parked(
+            out.request, due_ms, attempts, error.reason if error else "waiting for the back-off"
+        )
         self.report.parked += out.size
         if out.retry_id:
             self._remove_retry(out.retry_id)
@@ -414,6 +425,7 @@ class ShardDrainer:
         )
         keys = self._keys
         self._writes.append(lambda pipe: add_to_pipeline(pipe, keys, letter))
+        self._observer.on_dead_lettered(letter)
         self.report.dead_lettered += out.size
         logger.warning(
             "dead-lettered %d event(s) of %s (%s): %s",
@@ -446,6 +458,8 @@ class ShardDrainer:
         keys = self._keys
         self._writes.append(lambda pipe: add_to_pipeline(pipe, keys, letter))
         self._writes.append(lambda pipe: pipe.hincrby(keys.stats, "rejected", 1))
+        self._observer.on_rejected(rejection)
+        self._observer.on_dead_lettered(letter)
         self.report.rejected += 1
 
     def _reject_unreadable(self, entry_id: str, raw: str) -> None:
@@ -498,6 +512,7 @@ class ShardDrainer:
         pipe.execute()
         self._writes.clear()
         self._acks.clear()
+        self._observer.flush()
 
     # -- the retry schedule -----------------------------------------------------------------
     def _retry_due(self) -> None:

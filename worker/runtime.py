@@ -16,6 +16,7 @@ import redis
 from config.mappings import Mapping
 from config.redis_keys import DEFAULT_DESTINATION, RedisKeys
 from config.settings import Settings, load_settings
+from worker.observer import DeliveryObserver, NullObserver
 from worker.pushwoosh import Sender, make_sender
 
 
@@ -26,6 +27,7 @@ class Runtime:
     mappings: Sequence[Mapping]
     sender: Sender
     destination: str = DEFAULT_DESTINATION
+    observer: DeliveryObserver = dataclasses.field(default_factory=NullObserver)
 
     @property
     def keys(self) -> RedisKeys:

@@ -14,7 +14,7 @@ from worker.runtime import get_runtime
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="pushwoosh_fleet.drain", bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name="pushwoosh_fleet.drain", bind=True, acks_late=False)
 def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
     """Deliver what is waiting on one shard for one time slice, then hand over."""
     runtime = get_runtime()
