@@ -78,6 +78,9 @@ def run_dlq(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"id": letter.id, **json.loads(letter.to_json())}, indent=2))
         return 0
     if command == "replay":
+        if not letters:
+            print("nothing to replay")
+            return 0
         moved = 0
         for letter in tqdm(letters, desc="replaying", unit="entry", disable=not letters):
             moved += queue.replay(letter)

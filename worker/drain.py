@@ -28,6 +28,7 @@ from worker.dlq import DeadLetter, add_to_pipeline
 from worker.errors import AuthenticationFailed, DeliveryError, RetryableDeliveryError
 from worker.lease import Lease, LeaseLost
 from worker.mapping import Call, plan_calls
+from worker.observer import GuardedObserver
 from worker.pushwoosh import Reply
 from worker.retry import classify, retry_delay_s
 from worker.runtime import Runtime
@@ -160,7 +161,7 @@ class ShardDrainer:
         self._circuit = Circuit(self._redis, self._keys.circuit, self._settings, self._rng)
         self._lease = Lease(self._redis, self._keys.lease(shard), self._settings.drain_lease_s)
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
-        self._observer = runtime.observer
+        self._observer = GuardedObserver(runtime.observer)
         self._app_code = self._settings.pushwoosh_application_code or DRY_RUN_APP_CODE
         self._max_events = self._settings.batch_max_events
         self._flush_delay_ms = int(self._settings.batch_flush_delay_s * 1000)

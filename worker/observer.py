@@ -6,6 +6,8 @@ what it learns and writes it out in `flush()`. Observers never decide anything a
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -13,6 +15,8 @@ from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter
 from worker.mapping import Call, Rejection
 from worker.pushwoosh import Reply
+
+logger = logging.getLogger(__name__)
 
 
 class DeliveryObserver(Protocol):
@@ -61,3 +65,46 @@ class NullObserver:
 
     def flush(self) -> None:
         return
+
+
+class GuardedObserver:
+    """Wraps an observer so that a failure in it can never stop or repeat a delivery.
+
+    Metrics and traces are worth less than the events: an observer that raises is logged (once a
+    minute at most) and otherwise ignored.
+    """
+
+    def __init__(self, inner: DeliveryObserver) -> None:
+        self._inner = inner
+        self._last_logged = 0.0
+
+    def _guard(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self._inner, name)(*args)
+        except Exception:
+            now = time.monotonic()
+            if now - self._last_logged > 60:
+                self._last_logged = now
+                logger.exception("delivery observer failed in %s; delivery goes on", name)
+
+    def on_mapped(
+        self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
+    ) -> None:
+        self._guard("on_mapped", event, entry_id, src, calls)
+
+    def on_rejected(self, rejection: Rejection) -> None:
+        self._guard("on_rejected", rejection)
+
+    def on_attempt(
+        self, request: PlannedRequest, reply: Reply, outcome: str, attempts: int
+    ) -> None:
+        self._guard("on_attempt", request, reply, outcome, attempts)
+
+    def on_parked(self, request: PlannedRequest, due_ms: int, attempts: int, reason: str) -> None:
+        self._guard("on_parked", request, due_ms, attempts, reason)
+
+    def on_dead_lettered(self, letter: DeadLetter) -> None:
+        self._guard("on_dead_lettered", letter)
+
+    def flush(self) -> None:
+        self._guard("flush")

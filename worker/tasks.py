@@ -13,6 +13,8 @@ from worker.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
 
+FAILED_DRAIN_COOLDOWN_MS = 5_000
+
 
 @app.task(name="pushwoosh_fleet.drain", bind=True, acks_late=False)
 def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
@@ -21,7 +23,13 @@ def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
     keys = runtime.keys
     # Clear the "already queued" marker first: events arriving from now on need a new task.
     runtime.redis.delete(keys.queued(shard))
-    report = ShardDrainer(runtime, shard).run()
+    try:
+        report = ShardDrainer(runtime, shard).run()
+    except Exception:
+        # Whatever failed (a bug, Redis going away) may fail again at once: hold the pump off
+        # this shard for a while instead of spinning. Its events stay pending, nothing is lost.
+        runtime.redis.set(keys.queued(shard), "cooling-down", px=FAILED_DRAIN_COOLDOWN_MS)
+        raise
     result = report.as_dict()
     if report.skipped is None and report.entries:
         logger.info("drained shard %d: %s", shard, result)
