@@ -58,6 +58,10 @@ class RedisKeys:
         return f"{self.base}:circuit"
 
     @property
+    def rate_limit(self) -> str:
+        return f"{self.base}:rate-limit"
+
+    @property
     def stats(self) -> str:
         return f"{self.base}:stats"
 

@@ -96,12 +96,17 @@ class Settings:
     retry_max_age_s: float = 4 * 3600.0
     retry_max_attempts: int = 50
     auth_failure_pause_s: float = 60.0
+    rate_limit_requests_per_s: float = 0.0
+    rate_limit_events_per_s: float = 0.0
+    rate_limit_recovery_per_s: float = 0.05
     drain_slice_s: float = 10.0
     drain_lease_s: float = 30.0
     pump_interval_s: float = 0.2
     port: int = 8000
     log_level: str = "INFO"
     log_format: str = "text"
+    trace_window_s: int = 24 * 3600
+    trace_max_events: int = 1_000_000
 
     @property
     def has_credentials(self) -> bool:
@@ -167,6 +172,11 @@ class _SettingsSchema(Schema):
     RETRY_MAX_DELAY_S = fields.Float(load_default=300.0, validate=_positive("number of seconds"))
     RETRY_MAX_AGE_S = fields.Float(load_default=4 * 3600.0, validate=_positive("number of seconds"))
     RETRY_MAX_ATTEMPTS = fields.Integer(load_default=50, validate=validate.Range(min=1))
+    PUSHWOOSH_MAX_REQUESTS_PER_S = fields.Float(load_default=0.0, validate=validate.Range(min=0))
+    PUSHWOOSH_MAX_EVENTS_PER_S = fields.Float(load_default=0.0, validate=validate.Range(min=0))
+    RATE_LIMIT_RECOVERY_PER_S = fields.Float(
+        load_default=0.05, validate=validate.Range(min=0, max=1)
+    )
     AUTH_FAILURE_PAUSE_S = fields.Float(load_default=60.0, validate=_positive("number of seconds"))
     DRAIN_SLICE_S = fields.Float(load_default=10.0, validate=_positive("number of seconds"))
     DRAIN_LEASE_S = fields.Float(load_default=30.0, validate=_positive("number of seconds"))
@@ -177,6 +187,8 @@ class _SettingsSchema(Schema):
         validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]),
     )
     LOG_FORMAT = fields.String(load_default="text", validate=validate.OneOf(["text", "json"]))
+    TRACE_WINDOW_S = fields.Integer(load_default=24 * 3600, validate=validate.Range(min=0))
+    TRACE_MAX_EVENTS = fields.Integer(load_default=1_000_000, validate=_positive("integer"))
 
     @validates_schema(skip_on_field_errors=False)
     def _check_together(self, data: dict[str, Any], **_: Any) -> None:
@@ -244,10 +256,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         retry_max_age_s=data["RETRY_MAX_AGE_S"],
         retry_max_attempts=data["RETRY_MAX_ATTEMPTS"],
         auth_failure_pause_s=data["AUTH_FAILURE_PAUSE_S"],
+        rate_limit_requests_per_s=data["PUSHWOOSH_MAX_REQUESTS_PER_S"],
+        rate_limit_events_per_s=data["PUSHWOOSH_MAX_EVENTS_PER_S"],
+        rate_limit_recovery_per_s=data["RATE_LIMIT_RECOVERY_PER_S"],
         drain_slice_s=data["DRAIN_SLICE_S"],
         drain_lease_s=data["DRAIN_LEASE_S"],
         pump_interval_s=data["PUMP_INTERVAL_S"],
         port=data["PORT"],
         log_level=data["LOG_LEVEL"],
         log_format=data["LOG_FORMAT"],
+        trace_window_s=data["TRACE_WINDOW_S"],
+        trace_max_events=data["TRACE_MAX_EVENTS"],
     )

@@ -30,6 +30,7 @@ from worker.lease import Lease, LeaseLost
 from worker.mapping import Call, plan_calls
 from worker.observer import GuardedObserver
 from worker.pushwoosh import Reply
+from worker.ratelimit import SharedRateLimit
 from worker.retry import classify, retry_delay_s
 from worker.runtime import Runtime
 
@@ -161,6 +162,13 @@ class ShardDrainer:
         self._circuit = Circuit(self._redis, self._keys.circuit, self._settings, self._rng)
         self._lease = Lease(self._redis, self._keys.lease(shard), self._settings.drain_lease_s)
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
+        self._rate_limit = SharedRateLimit(
+            self._redis,
+            self._keys.rate_limit,
+            self._settings.rate_limit_requests_per_s,
+            self._settings.rate_limit_events_per_s,
+            self._settings.rate_limit_recovery_per_s,
+        )
         self._observer = GuardedObserver(runtime.observer)
         self._app_code = self._settings.pushwoosh_application_code or DRY_RUN_APP_CODE
         self._max_events = self._settings.batch_max_events
@@ -307,6 +315,7 @@ class ShardDrainer:
             self._park(out, None, out.attempts, self._circuit.open_until_ms(time.time()))
             return
         self._lease.renew()
+        self._rate_limit.acquire(out.size, keep_alive=self._lease.renew)
         reply: Reply = self._rt.sender.send(out.request.path, out.request.body)
         self.report.requests += 1
         now_s = time.time()
@@ -317,6 +326,8 @@ class ShardDrainer:
             self._circuit.record_success()
             self._delivered(out)
         elif isinstance(error, RetryableDeliveryError):
+            if error.status == 429:
+                self._rate_limit.slow_down()
             open_until_ms = self._circuit.record_failure(error)
             if self._exhausted(out, attempts, now_s):
                 self._observer.on_attempt(out.request, reply, "dead_letter", attempts)
