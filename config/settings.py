@@ -82,6 +82,8 @@ class Settings:
     batch_max_events: int = 100
     redis_url: str | None = None
     redis_key_prefix: str = "pwf"
+    redis_sentinel_master: str = "mymaster"
+    redis_min_replicas_ack: int = 0
     shards: int = 1
     ingest_write_keys: tuple[Secret, ...] = ()
     ingest_shared_secret: Secret | None = None
@@ -121,6 +123,12 @@ class Settings:
     def effective_redis_url(self) -> str:
         return self.redis_url or "redis://127.0.0.1:6379/0"
 
+    def redis_client(self, **kwargs: Any) -> Any:
+        """A client for REDIS_URL, direct or through Sentinel (config/redis_client.py)."""
+        from config.redis_client import make_redis
+
+        return make_redis(self.effective_redis_url, self.redis_sentinel_master, **kwargs)
+
 
 def _positive(what: str) -> validate.Range:
     return validate.Range(min=0, min_inclusive=False, error=f"must be a positive {what}")
@@ -154,9 +162,12 @@ class _SettingsSchema(Schema):
     REDIS_URL = fields.String(
         load_default=None,
         validate=validate.Regexp(
-            r"^(redis|rediss|unix)://", error="must start with redis://, rediss:// or unix://"
+            r"^(redis|rediss|unix|sentinel)://",
+            error="must start with redis://, rediss://, unix:// or sentinel://",
         ),
     )
+    REDIS_SENTINEL_MASTER = fields.String(load_default="mymaster")
+    REDIS_MIN_REPLICAS_ACK = fields.Integer(load_default=0, validate=validate.Range(min=0, max=16))
     REDIS_KEY_PREFIX = fields.String(load_default="pwf", validate=validate.Length(min=1, max=40))
     INGEST_WRITE_KEYS = _CommaList(load_default="")
     INGEST_SHARED_SECRET = _SecretField(load_default=None)
@@ -242,6 +253,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_max_events=data["PUSHWOOSH_BATCH_MAX_EVENTS"],
         redis_url=data["REDIS_URL"],
         redis_key_prefix=data["REDIS_KEY_PREFIX"],
+        redis_sentinel_master=data["REDIS_SENTINEL_MASTER"],
+        redis_min_replicas_ack=data["REDIS_MIN_REPLICAS_ACK"],
         shards=data["PUSHWOOSH_SHARDS"],
         ingest_write_keys=tuple(Secret(k) for k in data["INGEST_WRITE_KEYS"]),
         ingest_shared_secret=data["INGEST_SHARED_SECRET"],

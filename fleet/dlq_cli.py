@@ -8,7 +8,6 @@ import json
 import re
 import sys
 
-import redis
 from tqdm import tqdm
 
 from config.redis_keys import RedisKeys
@@ -55,7 +54,7 @@ def _select(args: argparse.Namespace, queue: DeadLetterQueue) -> list[DeadLetter
 
 
 def run_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    client = redis.Redis.from_url(settings.effective_redis_url, decode_responses=True)
+    client = settings.redis_client(decode_responses=True)
     queue = DeadLetterQueue(client, RedisKeys(settings.redis_key_prefix), settings.shards)
     letters = _select(args, queue)
     command = args.dlq_command

@@ -72,6 +72,9 @@ class PublishResult:
     duplicates: int
 
 
+REPLICA_ACK_TIMEOUT_MS = 1000
+
+
 class Publisher:
     """Writes events of one destination to its shard streams."""
 
@@ -133,7 +136,7 @@ class Publisher:
         try:
             if not self._streams_ready:
                 self.ensure_streams()
-            written, other = self._script(keys=keys, args=args)
+            written, other, acked = self._run(keys, args)
         except (redis.ConnectionError, redis.TimeoutError) as ex:
             logger.warning("Redis unavailable, %d events not stored: %s", len(events), ex)
             raise StoreUnavailable("the event store is unavailable; retry later") from ex
@@ -152,4 +155,26 @@ class Publisher:
                 f"the queue holds {int(other)} events, the limit is "
                 f"{self._settings.ingest_max_queued_events}; retry later"
             )
+        wanted = self._settings.redis_min_replicas_ack
+        if wanted and int(written) and acked < wanted:
+            logger.warning("%d events not replicated to %d replicas in time", len(events), wanted)
+            raise StoreUnavailable("the event store could not replicate the events; retry later")
         return PublishResult(int(written), int(other))
+
+    def _run(self, keys: list[str], args: list[str | int]) -> tuple[int, int, int]:
+        """Run the script; with REDIS_MIN_REPLICAS_ACK, WAIT for replicas on the same connection.
+
+        With replicas (Sentinel), 200 is answered only once a replica has the events too: Redis
+        replicates asynchronously, and a failover would otherwise drop acknowledged events. If
+        the replicas are too slow, 503 makes the sender retry; dedupe makes the retry harmless
+        when the first copy survived, and stores it again when it did not.
+        """
+        wanted = self._settings.redis_min_replicas_ack
+        if not wanted:
+            written, other = self._script(keys=keys, args=args)
+            return int(written), int(other), 0
+        pipe = self._redis.pipeline(transaction=False)  # one connection: WAIT is per connection
+        self._script(keys=keys, args=args, client=pipe)
+        pipe.wait(wanted, REPLICA_ACK_TIMEOUT_MS)
+        (written, other), acked = pipe.execute()
+        return int(written), int(other), int(acked)
