@@ -17,9 +17,17 @@ def _settings() -> Settings:
     return load_settings(os.environ)
 
 
+def _configure_logging() -> None:
+    from fleet.logging_setup import configure_logging
+
+    try:
+        configure_logging(_settings())
+    except ConfigError:  # the command reports the bad settings itself
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from config.mapping_file import mappings_from_settings
-
     from fleet.preview import PreviewInputError, preview, read_events
 
     settings = _settings()
@@ -46,6 +54,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_ping(_: argparse.Namespace) -> int:
     import requests
+
     from worker.wire import USER_AGENT, build_http_request, ping_body
 
     settings = _settings()
@@ -101,6 +110,103 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return run_dlq(args, _settings())
 
 
+def _redis(settings: Settings) -> Any:
+    return settings.redis_client(decode_responses=True, socket_connect_timeout=5)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from fleet.trace import describe, lookup
+
+    settings = _settings()
+    if settings.trace_window_s <= 0:
+        print("trace: event history is off (TRACE_WINDOW_S=0)", file=sys.stderr)
+        return 2
+    records = lookup(_redis(settings), settings, args.message_id)
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    elif records:
+        print(f"messageId {args.message_id}")
+        for record in records:
+            print("  " + describe(record))
+    if not records:
+        hours = settings.trace_window_s / 3600
+        print(
+            f"trace: nothing known about {args.message_id!r} in the last {hours:g} h "
+            "(never received, older than TRACE_WINDOW_S, or over the hour's TRACE_MAX_EVENTS)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from fleet.status import celery_workers, format_status, read_status
+    from worker.celery_app import queue_name
+
+    settings = _settings()
+    queue = queue_name(settings.redis_key_prefix)
+    status = read_status(
+        _redis(settings), settings, list_workers=lambda: celery_workers(queue, args.timeout)
+    )
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fleet.replay import ReplayError, replay_file
+
+    settings = _settings()
+    url = args.url or f"http://127.0.0.1:{settings.port}"
+    write_key = args.write_key or (
+        settings.ingest_write_keys[0].reveal() if settings.ingest_write_keys else ""
+    )
+    if not write_key:
+        print("replay: no write key: pass --write-key or set INGEST_WRITE_KEYS", file=sys.stderr)
+        return 2
+    try:
+        summary = replay_file(
+            Path(args.file),
+            url,
+            write_key,
+            batch_size=args.batch_size,
+            rate_per_s=args.rate,
+            progress=False if args.no_progress else None,
+        )
+    except (OSError, ReplayError) as ex:
+        print(f"replay: {ex}", file=sys.stderr)
+        return 1
+    print(summary.format())
+    return 0 if summary.ok else 1
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import time
+
+    from config.redis_keys import RedisKeys
+    from fleet.metrics import serve
+
+    settings = _settings()
+    stop = serve(
+        _redis(settings),
+        RedisKeys(settings.redis_key_prefix),
+        settings.shards,
+        args.port,
+        args.address,
+    )
+    print(f"serving the fleet-wide metrics on http://{args.address}:{args.port}/metrics")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pushwoosh-fleet",
@@ -149,15 +255,37 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "purge":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     dlq.set_defaults(func=cmd_dlq)
+
+    trace = sub.add_parser("trace", help="print what happened to one event (by messageId)")
+    trace.add_argument("message_id")
+    trace.add_argument("--json", action="store_true", help="the raw records")
+    trace.set_defaults(func=cmd_trace)
+
+    status = sub.add_parser("status", help="queues, dead letters, workers, throughput, errors")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for workers")
+    status.set_defaults(func=cmd_status)
+
+    replay = sub.add_parser("replay", help="send an NDJSON file of Segment events through ingest")
+    replay.add_argument("file", help="NDJSON: one Segment event per line (an export, an archive)")
+    replay.add_argument("--rate", type=float, default=None, help="at most N events per second")
+    replay.add_argument("--url", default=None, help="ingest URL (default http://127.0.0.1:$PORT)")
+    replay.add_argument("--write-key", default=None, help="default: the first INGEST_WRITE_KEYS")
+    replay.add_argument("--batch-size", type=int, default=100, help="events per request")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.set_defaults(func=cmd_replay)
+
+    metrics = sub.add_parser("metrics", help="serve the fleet-wide Prometheus metrics")
+    metrics.add_argument("--port", type=int, default=9100)
+    metrics.add_argument("--address", default="127.0.0.1")
+    metrics.set_defaults(func=cmd_metrics)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging()
     try:
         result: Any = args.func(args)
     except ConfigError as ex:

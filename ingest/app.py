@@ -18,7 +18,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 import redis
@@ -34,6 +34,9 @@ from ingest.errors import (
     UnsupportedMediaType,
 )
 from ingest.publish import Publisher
+
+if TYPE_CHECKING:
+    from fleet.ingest_telemetry import IngestTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +56,20 @@ def create_app(
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_message_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    telemetry: IngestTelemetry | None = None,
 ) -> App:
-    """Build the app; raise ConfigError when no credentials are configured (see AuthConfig)."""
+    """Build the app; raise ConfigError when no credentials are configured (see AuthConfig).
+
+    With `telemetry` (metrics and event history, see fleet/ingest_telemetry.py) the app counts
+    every request and serves the fleet-wide metrics on /metrics.
+    """
+    from fleet.ingest_telemetry import IngestTelemetry, MetricsResource
+
     auth = AuthConfig.from_settings(settings)
     publisher.try_ensure_streams()
-    ingest = _Ingest(settings, publisher, auth, clock, new_message_id)
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    telemetry = telemetry or IngestTelemetry(None, settings)
+    ingest = _Ingest(settings, publisher, auth, clock, new_message_id, telemetry)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[telemetry])
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/webhook", _Route(ingest, "webhook", None))
     app.add_route("/v1/batch", _Route(ingest, "v1/batch", None))
@@ -66,6 +77,8 @@ def create_app(
         app.add_route(f"/v1/{kind}", _Route(ingest, f"v1/{kind}", kind))
     app.add_route("/healthz", _Health())
     app.add_route("/readyz", _Ready(settings, publisher))
+    if telemetry.client is not None:
+        app.add_route("/metrics", MetricsResource(telemetry))
     app.add_error_handler(Exception, _on_unexpected_error)
     app.add_error_handler(falcon.HTTPError, _on_http_error)
     app.add_error_handler(IngestError, _on_ingest_error)
@@ -74,18 +87,26 @@ def create_app(
 
 def get_app() -> App:
     """The app as configured by the environment; what gunicorn loads."""
+    from config.mapping_file import mappings_from_settings
+
     settings = load_settings(os.environ)
+    # Ingest does not map events, but a bad mappings file must stop the fleet at start-up,
+    # on every process, rather than fail per event in the workers.
+    mappings_from_settings(settings)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    client = redis.Redis.from_url(
-        settings.effective_redis_url,
+    client = settings.redis_client(
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=30,
     )
-    return create_app(settings, Publisher(client, settings))
+    from fleet.ingest_telemetry import IngestTelemetry
+
+    return create_app(
+        settings, Publisher(client, settings), telemetry=IngestTelemetry(client, settings)
+    )
 
 
 class _Ingest:
@@ -98,7 +119,9 @@ class _Ingest:
         auth: AuthConfig,
         clock: Callable[[], datetime],
         new_message_id: Callable[[], str],
+        telemetry: IngestTelemetry,
     ) -> None:
+        self.telemetry = telemetry
         self.settings = settings
         self.publisher = publisher
         self.auth = auth
@@ -132,8 +155,10 @@ class _Ingest:
             parsed = events.parse_v1(
                 kind, body, received_at, self.new_message_id, limits=self.limits
             )
+        req.context.event_count = len(parsed)
         result = self.publisher.publish(parsed, route)
         req.context.stored = True
+        self.telemetry.published(route, parsed, result.accepted, result.duplicates)
         if result.duplicates:
             logger.info("%s: %d duplicate events skipped", route, result.duplicates)
         return result.accepted

@@ -8,6 +8,8 @@ reads itself (see config/settings.py).
 
 import os
 
+from fleet.logging_setup import gunicorn_logconfig
+
 bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
 # Threads, because a request mostly waits on Redis; 4 per worker keeps memory flat.
@@ -20,6 +22,9 @@ keepalive = 5
 # Access logs off by default (one line per event batch adds up); GUNICORN_ACCESS_LOG=- turns on.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
+# gunicorn's lines and the app's in LOG_FORMAT (JSON objects or text), one per line, secrets
+# masked.
+logconfig_dict = gunicorn_logconfig(os.environ)
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 # Request line and headers stay small; the body limit is enforced by the app.
 limit_request_line = 8190

@@ -22,7 +22,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import setup_logging, worker_init, worker_ready
 
 from config.settings import load_settings
 
@@ -38,10 +38,14 @@ def queue_name(prefix: str) -> str:
 def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
     settings = load_settings(os.environ if env is None else env)
     queue = queue_name(settings.redis_key_prefix)
+    transport_options: dict[str, Any] = {"visibility_timeout": 3600}
+    if settings.effective_redis_url.startswith("sentinel://"):
+        # kombu reads the sentinels from the URL and the primary's name from here
+        transport_options["master_name"] = settings.redis_sentinel_master
     return {
         "broker_url": settings.effective_redis_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": transport_options,
         "task_default_queue": queue,
         "task_queues": None,
         "task_acks_late": False,
@@ -63,16 +67,38 @@ def _configure(sender: Celery, **_: Any) -> None:
     sender.conf.update(celery_config())
 
 
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    """One line per record, JSON with LOG_FORMAT=json, secrets masked (fleet/logging_setup.py).
+
+    Connecting this signal also keeps Celery from installing its own handlers.
+    """
+    from config.errors import ConfigError
+    from fleet.logging_setup import configure_logging
+
+    try:
+        configure_logging(load_settings(os.environ))
+    except ConfigError:
+        logging.basicConfig(level=logging.INFO)  # worker_init reports the bad settings
+
+
 @worker_init.connect
 def _check_config_at_start(**_: Any) -> None:
     """Fail a worker at start-up, not per event at 3 a.m.: settings and mappings load now."""
-    from config.mapping_file import mappings_from_settings
+    from config.destinations import load_destinations
+    from config.errors import ConfigError
     from worker.pushwoosh import DRY_RUN_BANNER
 
-    settings = load_settings(os.environ)
-    mappings_from_settings(settings)
-    if settings.dry_run:
-        logger.warning(DRY_RUN_BANNER)
+    try:
+        settings = load_settings(os.environ)
+        destinations = load_destinations(settings, os.environ)
+    except ConfigError as ex:
+        # Celery logs and swallows exceptions from signal handlers; SystemExit gets through.
+        logger.critical("cannot start: %s", ex)
+        raise SystemExit(2) from ex
+    for name, destination in destinations.items():
+        if destination.settings.dry_run:
+            logger.warning("destination %s: %s", name, DRY_RUN_BANNER)
 
 
 @worker_ready.connect

@@ -1,0 +1,96 @@
+"""Ingest's metrics and event history: a falcon middleware, a publish hook and `/metrics`.
+
+The middleware counts every request by route and status and times it; refused requests count
+their events (when they could be read) as rejected by error code, or as shed when the backlog
+is over its limit. `published()` counts accepted and deduplicated events and records each
+event's "received" step for `pushwoosh-fleet trace`. All of it goes to Redis through the
+metrics recorder's background flush, never on the request's path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import falcon
+import redis
+
+from config.redis_keys import DEFAULT_DESTINATION, RedisKeys
+from config.settings import Settings
+from fleet.metrics import Recorder, render
+from fleet.trace import TraceBuffer, attach_trace
+
+SHED_CODES = frozenset({"queue_full"})
+
+
+class IngestTelemetry:
+    def __init__(
+        self, client: redis.Redis | None, settings: Settings, destination: str = DEFAULT_DESTINATION
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = RedisKeys(settings.redis_key_prefix, destination)
+        self.recorder = Recorder(client, self.keys)
+        self.trace: TraceBuffer | None = (
+            attach_trace(self.recorder, client, settings) if client is not None else None
+        )
+
+    # -- falcon middleware ---------------------------------------------------------------------
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.monotonic()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        template = req.uri_template
+        route = template.lstrip("/") if template else "unmatched"
+        status = resp.status_code
+        self.recorder.inc("ingest_requests", route, str(status))
+        started = getattr(req.context, "started", None)
+        if started is not None:
+            self.recorder.observe(
+                "ingest_request_duration_seconds", time.monotonic() - started, route
+            )
+        if status >= 400 and req.method == "POST" and resource is not None:
+            media = resp.media if isinstance(resp.media, dict) else {}
+            code = str(media.get("code", f"http_{status}"))
+            events = int(getattr(req.context, "event_count", 0) or 1)
+            if code in SHED_CODES:
+                self.recorder.inc("ingest_events_shed", route, amount=events)
+            else:
+                self.recorder.inc("ingest_events_rejected", route, code, amount=events)
+
+    # -- what the ingest handler calls ---------------------------------------------------------
+    def published(
+        self, route: str, events: list[dict[str, Any]], accepted: int, duplicates: int
+    ) -> None:
+        self.recorder.inc("ingest_events_accepted", route, amount=accepted)
+        if duplicates:
+            self.recorder.inc("ingest_events_deduplicated", route, amount=duplicates)
+        if self.trace is not None:
+            self.trace.add_many(
+                (str(event["messageId"]) for event in events),
+                "received",
+                route=route,
+                duplicates=duplicates or None,
+            )
+
+
+class MetricsResource:
+    """GET /metrics: the fleet-wide numbers, read from Redis at each scrape."""
+
+    def __init__(self, telemetry: IngestTelemetry) -> None:
+        assert telemetry.client is not None
+        self._client = telemetry.client
+        self._keys = telemetry.keys
+        self._shards = telemetry.settings.shards
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            body, content_type = render(self._client, self._keys, self._shards)
+        except redis.RedisError as ex:
+            raise falcon.HTTPServiceUnavailable(
+                description=f"metrics are read from Redis, unavailable ({type(ex).__name__})"
+            ) from ex
+        resp.data = body
+        resp.content_type = content_type

@@ -1,0 +1,160 @@
+"""`pushwoosh-fleet status`: the fleet at a glance.
+
+Queue depth per shard, the retry schedule (size, next due), dead letters, live workers (the
+Celery workers that answer a ping and consume this prefix's queue), events delivered this
+minute and the one before, and the shared back-off with the last Pushwoosh error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from config.redis_keys import DEFAULT_DESTINATION, RedisKeys
+from config.settings import Settings
+
+
+@dataclasses.dataclass
+class FleetStatus:
+    queue_depths: list[int]
+    retry_scheduled: int
+    next_retry_ms: int | None
+    dead_letters: int
+    delivered_this_minute: int
+    delivered_last_minute: int
+    circuit: dict[str, str]
+    last_error: dict[str, str]
+    workers: list[str] | None  # None: could not ask the workers
+    now_ms: int
+
+    @property
+    def queued(self) -> int:
+        return sum(self.queue_depths)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_status(
+    client: redis.Redis,
+    settings: Settings,
+    *,
+    list_workers: Callable[[], list[str] | None] = lambda: None,
+    destination: str = DEFAULT_DESTINATION,
+    now_s: float | None = None,
+) -> FleetStatus:
+    """Everything from Redis in one round trip, plus the live workers from `list_workers`."""
+    now = time.time() if now_s is None else now_s
+    keys = RedisKeys(settings.redis_key_prefix, destination)
+    minute = int(now // 60)
+    pipe = client.pipeline(transaction=False)
+    for shard in range(settings.shards):
+        pipe.xlen(keys.stream(shard))
+    pipe.zcard(keys.retry)
+    pipe.zrange(keys.retry, 0, 0, withscores=True)
+    pipe.xlen(keys.dlq)
+    pipe.get(f"{keys.base}:delivered:{minute}")
+    pipe.get(f"{keys.base}:delivered:{minute - 1}")
+    pipe.hgetall(keys.circuit)
+    pipe.hgetall(f"{keys.base}:last-error")
+    results = pipe.execute()
+    depths = [int(n) for n in results[: settings.shards]]
+    retry_count, first_due, dlq, this_minute, last_minute, circuit, last_error = results[
+        settings.shards :
+    ]
+    return FleetStatus(
+        queue_depths=depths,
+        retry_scheduled=int(retry_count),
+        next_retry_ms=int(first_due[0][1]) if first_due else None,
+        dead_letters=int(dlq),
+        delivered_this_minute=int(this_minute or 0),
+        delivered_last_minute=int(last_minute or 0),
+        circuit={_text(k): _text(v) for k, v in circuit.items()},
+        last_error={_text(k): _text(v) for k, v in last_error.items()},
+        workers=list_workers(),
+        now_ms=int(now * 1000),
+    )
+
+
+def celery_workers(queue: str, timeout_s: float = 1.0) -> list[str] | None:
+    """Hostnames of live workers consuming `queue` (one broadcast), or None if unreachable."""
+    from worker.celery_app import app
+
+    try:
+        replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    except Exception:  # the broker is away: status still shows what Redis has
+        return None
+    return sorted(
+        host
+        for host, queues in replies.items()
+        if any(q.get("name") == queue for q in queues or [])
+    )
+
+
+def _when(ms: int, now_ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+    delta_s = (ms - now_ms) / 1000
+    return f"{moment} ({'in ' if delta_s >= 0 else ''}{_duration(abs(delta_s))}" + (
+        ")" if delta_s >= 0 else " ago)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_status(status: FleetStatus) -> str:
+    lines = []
+    depths = ", ".join(f"shard {i}: {n}" for i, n in enumerate(status.queue_depths))
+    lines.append(f"queued        {status.queued} events ({depths})")
+    retry = f"retry         {status.retry_scheduled} requests scheduled"
+    if status.next_retry_ms is not None:
+        retry += f", next due {_when(status.next_retry_ms, status.now_ms)}"
+    lines.append(retry)
+    lines.append(f"dead letters  {status.dead_letters}  (pushwoosh-fleet dlq list)")
+    if status.workers is None:
+        lines.append("workers       unknown (could not reach the broker)")
+    else:
+        names = ", ".join(status.workers) if status.workers else "NONE: nothing is delivering"
+        lines.append(f"workers       {len(status.workers)} live: {names}")
+    lines.append(
+        f"delivered     {status.delivered_this_minute} this minute, "
+        f"{status.delivered_last_minute} the minute before"
+    )
+    circuit = status.circuit
+    open_until_ms = int(circuit.get("open_until_ms") or 0)
+    if open_until_ms > status.now_ms:
+        lines.append(
+            f"pushwoosh     BACKING OFF until {_when(open_until_ms, status.now_ms)}, "
+            f"{circuit.get('failures', '?')} failures in a row"
+        )
+    else:
+        lines.append("pushwoosh     sending")
+    if circuit.get("reason"):
+        kind = f" ({circuit['kind']})" if circuit.get("kind") else ""
+        lines.append(f"back-off on   {circuit['reason']}{kind}")
+    error = status.last_error
+    if error:
+        when = _when(int(error.get("t") or 0), status.now_ms)
+        status_text = error.get("status", "?")
+        answer = f"HTTP {status_text}" if status_text.isdigit() else status_text
+        lines.append(
+            f"last error    {when}: {error.get('path')} {answer} -> {error.get('outcome')}: "
+            f"{error.get('reply') or '(empty reply)'}"
+        )
+    else:
+        lines.append("last error    none recorded")
+    return "\n".join(lines)
