@@ -73,13 +73,13 @@ class Pump:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        from worker.runtime import get_runtime
+        from worker.runtime import get_runtimes
 
         failures = 0
         while not self._stop.is_set():
             try:
-                runtime = get_runtime()
-                queue_drains(runtime.redis, runtime.keys, runtime.settings)
+                for runtime in get_runtimes().values():
+                    queue_drains(runtime.redis, runtime.keys, runtime.settings)
                 failures = 0
             except Exception:  # the pump must outlive a Redis restart
                 failures += 1

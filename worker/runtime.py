@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 
 import redis
@@ -34,42 +35,53 @@ class Runtime:
         return RedisKeys(self.settings.redis_key_prefix, self.destination)
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    from config.mapping_file import mappings_from_settings
+def build_runtimes(settings: Settings, env: MappingABC[str, str]) -> dict[str, Runtime]:
+    """One Runtime per destination (DESTINATIONS_FILE), sharing one Redis connection pool."""
+    from config.destinations import load_destinations
+    from fleet.observer import build_observer
 
-    client = redis.Redis.from_url(
-        settings.effective_redis_url,
+    client = settings.redis_client(
         decode_responses=True,
         socket_timeout=max(30.0, settings.batch_flush_delay_s + 10),
         socket_connect_timeout=5,
         health_check_interval=30,
     )
-    return Runtime(
-        settings=settings,
-        redis=client,
-        mappings=mappings_from_settings(settings),
-        sender=make_sender(settings),
-    )
+    return {
+        name: Runtime(
+            settings=destination.settings,
+            redis=client,
+            mappings=destination.mappings,
+            sender=make_sender(destination.settings),
+            destination=name,
+            observer=build_observer(destination.settings, client, name),
+        )
+        for name, destination in load_destinations(settings, env).items()
+    }
 
 
 _lock = threading.Lock()
-_runtime: Runtime | None = None
-_runtime_pid: int | None = None
+_runtimes: dict[str, Runtime] | None = None
+_runtimes_pid: int | None = None
 
 
-def get_runtime() -> Runtime:
-    """The process's runtime, built on first use (and again in a forked child)."""
-    global _runtime, _runtime_pid
+def get_runtimes() -> dict[str, Runtime]:
+    """The process's runtimes by destination, built on first use (and again in a forked child)."""
+    global _runtimes, _runtimes_pid
     with _lock:
-        if _runtime is None or _runtime_pid != os.getpid():
-            _runtime = build_runtime(load_settings(os.environ))
-            _runtime_pid = os.getpid()
-        return _runtime
+        if _runtimes is None or _runtimes_pid != os.getpid():
+            _runtimes = build_runtimes(load_settings(os.environ), os.environ)
+            _runtimes_pid = os.getpid()
+        return _runtimes
 
 
-def set_runtime(runtime: Runtime | None) -> None:
-    """Install a runtime (tests, the CLI), or clear it so the next use rebuilds."""
-    global _runtime, _runtime_pid
+def get_runtime(destination: str = DEFAULT_DESTINATION) -> Runtime | None:
+    """The runtime of one destination, or None when this fleet has no such destination."""
+    return get_runtimes().get(destination)
+
+
+def set_runtimes(runtimes: dict[str, Runtime] | None) -> None:
+    """Install runtimes (tests, the CLI), or clear them so the next use rebuilds."""
+    global _runtimes, _runtimes_pid
     with _lock:
-        _runtime = runtime
-        _runtime_pid = os.getpid() if runtime is not None else None
+        _runtimes = runtimes
+        _runtimes_pid = os.getpid() if runtimes is not None else None

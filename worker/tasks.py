@@ -19,7 +19,12 @@ FAILED_DRAIN_COOLDOWN_MS = 5_000
 @app.task(name="pushwoosh_fleet.drain", bind=True, acks_late=False)
 def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
     """Deliver what is waiting on one shard for one time slice, then hand over."""
-    runtime = get_runtime()
+    runtime = get_runtime(destination)
+    if runtime is None:
+        logger.warning(
+            "no destination %r in this worker's configuration; task dropped", destination
+        )
+        return {"skipped": f"unknown destination {destination!r}"}
     keys = runtime.keys
     # Clear the "already queued" marker first: events arriving from now on need a new task.
     runtime.redis.delete(keys.queued(shard))
