@@ -226,8 +226,8 @@ def load_destinations(settings: Settings, env: MappingABC[str, str]) -> dict[str
             owner = seen_keys.setdefault(key.reveal(), destination.name)
             if owner != destination.name:
                 problems.append(
-                    f"destinations[{index}] {destination.name!r}: a write key is also "
-                    f"{owner!r}'s; each key must route to one destination"
+                    f'destinations[{index}] "{destination.name}": a write key is also '
+                    f'"{owner}"\'s; each key must route to one destination'
                 )
         destinations[destination.name] = destination
     if problems:

@@ -11,6 +11,7 @@ gets a 500 with a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import http
 import logging
 import os
@@ -23,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import falcon
 import redis
 
+from config.redis_keys import DEFAULT_DESTINATION
 from config.settings import Settings, load_settings
 from ingest import events
-from ingest.auth import AuthConfig, authenticate
+from ingest.auth import AuthConfig
 from ingest.errors import (
     DEFAULT_RETRY_AFTER_S,
     BadRequest,
@@ -34,6 +36,7 @@ from ingest.errors import (
     UnsupportedMediaType,
 )
 from ingest.publish import Publisher
+from ingest.routing import Route, Router
 
 if TYPE_CHECKING:
     from fleet.ingest_telemetry import IngestTelemetry
@@ -57,6 +60,7 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_message_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     telemetry: IngestTelemetry | None = None,
+    router: Router | None = None,
 ) -> App:
     """Build the app; raise ConfigError when no credentials are configured (see AuthConfig).
 
@@ -65,10 +69,12 @@ def create_app(
     """
     from fleet.ingest_telemetry import IngestTelemetry, MetricsResource
 
-    auth = AuthConfig.from_settings(settings)
-    publisher.try_ensure_streams()
+    if router is None:
+        router = Router([Route(DEFAULT_DESTINATION, AuthConfig.from_settings(settings), publisher)])
+    for each in router.publishers:
+        each.try_ensure_streams()
     telemetry = telemetry or IngestTelemetry(None, settings)
-    ingest = _Ingest(settings, publisher, auth, clock, new_message_id, telemetry)
+    ingest = _Ingest(settings, router, clock, new_message_id, telemetry)
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[telemetry])
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/webhook", _Route(ingest, "webhook", None))
@@ -76,7 +82,7 @@ def create_app(
     for kind in events.V1_ROUTE_TYPES:
         app.add_route(f"/v1/{kind}", _Route(ingest, f"v1/{kind}", kind))
     app.add_route("/healthz", _Health())
-    app.add_route("/readyz", _Ready(settings, publisher))
+    app.add_route("/readyz", _Ready(settings, router.publishers))
     if telemetry.client is not None:
         app.add_route("/metrics", MetricsResource(telemetry))
     app.add_error_handler(Exception, _on_unexpected_error)
@@ -87,12 +93,12 @@ def create_app(
 
 def get_app() -> App:
     """The app as configured by the environment; what gunicorn loads."""
-    from config.mapping_file import mappings_from_settings
+    from config.destinations import load_destinations
 
     settings = load_settings(os.environ)
-    # Ingest does not map events, but a bad mappings file must stop the fleet at start-up,
-    # on every process, rather than fail per event in the workers.
-    mappings_from_settings(settings)
+    # Ingest does not map events, but a bad mappings or destinations file must stop the fleet
+    # at start-up, on every process, rather than fail per event in the workers.
+    destinations = load_destinations(settings, os.environ)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -104,8 +110,23 @@ def get_app() -> App:
     )
     from fleet.ingest_telemetry import IngestTelemetry
 
+    routes = [
+        Route(
+            name,
+            AuthConfig.from_settings(
+                dataclasses.replace(
+                    destination.settings,
+                    ingest_write_keys=destination.write_keys,
+                    ingest_shared_secret=destination.shared_secret,
+                )
+            ),
+            Publisher(client, destination.settings, name),
+        )
+        for name, destination in destinations.items()
+    ]
+    default = routes[0].publisher
     return create_app(
-        settings, Publisher(client, settings), telemetry=IngestTelemetry(client, settings)
+        settings, default, telemetry=IngestTelemetry(client, settings), router=Router(routes)
     )
 
 
@@ -115,16 +136,14 @@ class _Ingest:
     def __init__(
         self,
         settings: Settings,
-        publisher: Publisher,
-        auth: AuthConfig,
+        router: Router,
         clock: Callable[[], datetime],
         new_message_id: Callable[[], str],
         telemetry: IngestTelemetry,
     ) -> None:
         self.telemetry = telemetry
         self.settings = settings
-        self.publisher = publisher
-        self.auth = auth
+        self.router = router
         self.clock = clock
         self.new_message_id = new_message_id
         self.limits = events.Limits(
@@ -137,13 +156,13 @@ class _Ingest:
         _check_content_type(req.content_type)
         raw = _read_body(req, self.settings.ingest_max_request_bytes)
         body = events.decode_json(raw)
-        method = authenticate(
-            self.auth,
+        routed = self.router.route(
             authorization=req.get_header("Authorization"),
             signature=req.get_header("X-Signature"),
             raw_body=raw,
             body=body,
         )
+        method = routed.method
         retry_count = req.get_header("X-Retry-Count")
         if retry_count:
             logger.info("%s: sender retry %.20s (auth: %s)", route, retry_count, method)
@@ -156,7 +175,7 @@ class _Ingest:
                 kind, body, received_at, self.new_message_id, limits=self.limits
             )
         req.context.event_count = len(parsed)
-        result = self.publisher.publish(parsed, route)
+        result = routed.publisher.publish(parsed, route)
         req.context.stored = True
         self.telemetry.published(route, parsed, result.accepted, result.duplicates)
         if result.duplicates:
@@ -185,14 +204,14 @@ class _Health:
 class _Ready:
     """Ready when Redis answers and the backlog is under the limit (load balancers ask)."""
 
-    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+    def __init__(self, settings: Settings, publishers: list[Publisher]) -> None:
         self._settings = settings
-        self._publisher = publisher
+        self._publishers = publishers
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            self._publisher.ping()
-            backlog = self._publisher.backlog()
+            self._publishers[0].ping()
+            backlog = max(publisher.backlog() for publisher in self._publishers)
         except redis.RedisError as ex:
             logger.warning("not ready: Redis unavailable: %s", ex)
             _not_ready(resp, "store_unavailable")

@@ -1,0 +1,174 @@
+"""Several Pushwoosh apps in one fleet: each write key reaches only its own destination, with its
+own credentials; a failing destination does not hold up the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from config.destinations import load_destinations
+from config.errors import ConfigError
+from config.settings import load_settings
+from tests.fleet_harness import FleetProcesses, fleet_env
+from tests.pushwoosh_stub import PushwooshStub, Reply
+
+IOS_KEY = "PW_IOS_TOKEN_0123456789"
+WEB_KEY = "PW_WEB_TOKEN_9876543210"
+
+
+def destinations_file(tmp_path: Path, ios_url: str, web_url: str) -> Path:
+    path = tmp_path / "destinations.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "destinations": [
+                    {"name": "ios", "api_key_env": "IOS_API_KEY", "application_code": "IOSAP-00001",
+                     "base_url": ios_url, "write_keys": ["ios-write-key"], "enable_batching": True},
+                    {"name": "web", "api_key_env": "WEB_API_KEY", "application_code": "WEBAP-00002",
+                     "base_url": web_url, "write_keys_env": "WEB_WRITE_KEYS"},
+                ]
+            }
+        )
+    )  # fmt: skip
+    return path
+
+
+def env_for(path: Path) -> dict[str, str]:
+    return {
+        "DESTINATIONS_FILE": str(path),
+        "IOS_API_KEY": IOS_KEY,
+        "WEB_API_KEY": WEB_KEY,
+        "WEB_WRITE_KEYS": "web-write-key,web-old-key",
+    }
+
+
+def test_a_destinations_file_builds_one_settings_per_app(tmp_path: Path) -> None:
+    env = env_for(destinations_file(tmp_path, "http://ios.test", "http://web.test"))
+    destinations = load_destinations(load_settings(env), env)
+    assert list(destinations) == ["ios", "web"]
+    ios, web = destinations["ios"], destinations["web"]
+    assert ios.settings.pushwoosh_api_key and ios.settings.pushwoosh_api_key.reveal() == IOS_KEY
+    assert ios.settings.pushwoosh_enable_batching and not web.settings.pushwoosh_enable_batching
+    assert web.settings.pushwoosh_base_url == "http://web.test"
+    assert [k.reveal() for k in web.write_keys] == ["web-write-key", "web-old-key"]
+    assert IOS_KEY not in repr(ios)
+
+
+def test_every_problem_in_a_destinations_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "destinations": [
+                    {"name": "a", "api_key_env": "MISSING_VAR", "application_code": "AAAAA-11111",
+                     "write_keys": ["same"], "shrads": 2},
+                    {"name": "b", "api_key": "k", "application_code": "nope", "write_keys": ["x"]},
+                    {"name": "e", "write_keys": ["same"], "api_key": "k4",
+                     "application_code": "EEEEE-55555"},
+                    {"name": "c", "write_keys": ["same"], "api_key": "k2",
+                     "application_code": "CCCCC-33333"},
+                    {"name": "d", "api_key": "k3", "application_code": "DDDDD-44444"},
+                ]
+            }
+        )
+    )  # fmt: skip
+    env = {"DESTINATIONS_FILE": str(path)}
+    with pytest.raises(ConfigError) as raised:
+        load_destinations(load_settings(env), env)
+    text = "\n".join(raised.value.problems)
+    assert "MISSING_VAR is not set" in text
+    assert "'shrads'" in text and 'did you mean "shards"' in text
+    assert "application_code: must look like ABCDE-12345" in text
+    assert '"c": a write key is also "e"\'s' in text
+    assert "nothing can send to it" in text
+
+
+@pytest.fixture
+def two_stubs() -> Iterator[tuple[PushwooshStub, PushwooshStub]]:
+    ios, web = PushwooshStub().start(), PushwooshStub().start()
+    yield ios, web
+    ios.stop()
+    web.stop()
+
+
+@pytest.fixture
+def fleet(
+    redis_url: str, key_prefix: str, two_stubs: tuple[PushwooshStub, PushwooshStub], tmp_path: Path
+) -> Iterator[FleetProcesses]:
+    ios, web = two_stubs
+    path = destinations_file(tmp_path, ios.url, web.url)
+    env = fleet_env(redis_url, key_prefix, "http://127.0.0.1:9", **env_for(path),
+                    PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2", RETRY_BASE_DELAY_S="0.5")  # fmt: skip
+    for name in ("PUSHWOOSH_API_KEY", "PUSHWOOSH_APPLICATION_CODE", "INGEST_WRITE_KEYS"):
+        env.pop(name)
+    processes = FleetProcesses(env, tmp_path)
+    processes.start_ingest()
+    processes.start_worker(concurrency=2)
+    yield processes
+    processes.stop_all()
+
+
+def track(i: int) -> dict[str, object]:
+    return {"type": "track", "event": "E", "userId": f"u{i}", "messageId": f"m{i}",
+            "timestamp": "2024-05-01T12:05:00.000Z", "properties": {"i": i}}  # fmt: skip
+
+
+@pytest.mark.integration
+def test_each_event_reaches_only_its_own_app(fleet, two_stubs) -> None:
+    ios, web = two_stubs
+    url = fleet.ingest_url
+    post = requests.post
+    assert post(f"{url}/v1/track", json=track(1), auth=("ios-write-key", ""), timeout=10).ok
+    assert post(f"{url}/v1/track", json=track(2), auth=("web-old-key", ""), timeout=10).ok
+    wrong = post(f"{url}/v1/track", json=track(3), auth=("nobody", ""), timeout=10)
+    assert wrong.status_code == 401
+    (to_ios,) = ios.wait_for(lambda got: len(got) >= 1, timeout_s=30)
+    (to_web,) = web.wait_for(lambda got: len(got) >= 1, timeout_s=30)
+    time.sleep(1.0)
+    assert len(ios.snapshot()) == 1 and len(web.snapshot()) == 1
+    assert to_ios.headers["Authorization"] == f"Token {IOS_KEY}"
+    assert to_ios.headers["X-PW-Appcode"] == "IOSAP-00001"
+    assert to_ios.json["events"][0]["app_code"] == "IOSAP-00001"
+    assert to_ios.json["events"][0]["attributes"] == {"i": 1}
+    assert to_web.headers["Authorization"] == f"Token {WEB_KEY}"
+    assert to_web.json["events"][0]["attributes"] == {"i": 2}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_failing_destination_does_not_hold_up_another(fleet, two_stubs) -> None:
+    ios, web = two_stubs
+    # Given the iOS app answering 503 for 15 seconds
+    ios.set_default(Reply(503, "down"))
+    url = fleet.ingest_url
+    sent_at: dict[int, float] = {}
+
+    def send(key: str, start: int) -> None:
+        session = requests.Session()
+        for i in range(start, start + 150):
+            sent_at[i] = time.time()
+            session.post(f"{url}/v1/track", json=track(i), auth=(key, ""), timeout=10)
+            time.sleep(0.1)
+
+    senders = [
+        threading.Thread(target=send, args=("ios-write-key", 0)),
+        threading.Thread(target=send, args=("web-write-key", 1000)),
+    ]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    # Then the web app got each of its events promptly all along
+    got = web.wait_for(lambda got: len(got) >= 150, timeout_s=30)
+    lags = [r.received_at - sent_at[r.json["events"][0]["attributes"]["i"]] for r in got]
+    assert max(lags) < 3.0, sorted(lags)[-5:]
+    ios.set_default(Reply(200))
+    # And the iOS events are all delivered once the app is back
+    ios.wait_for(lambda got: sum(len(r.json["events"]) for r in got if r.status == 200) >= 150, 60)
