@@ -85,12 +85,16 @@ def check_config(env: MappingABC[str, str]) -> tuple[int, str]:
     except ConfigError as ex:
         problems = [*ex.problems, *_mapping_problems(env)]
     else:
+        from config.destinations import load_destinations
+
         try:
-            mappings = load_mappings(
-                settings.pushwoosh_mappings_file, settings.pushwoosh_enable_batching
-            )
+            destinations = load_destinations(settings, env)
         except ConfigError as ex:
             problems = ex.problems
         else:
-            return 0, describe_mappings(mappings, settings)
+            return 0, "\n\n".join(
+                describe_mappings(list(d.mappings), d.settings)
+                + ("" if len(destinations) == 1 else f"\n(destination {name!r})")
+                for name, d in destinations.items()
+            )
     return 2, "configuration problems:\n" + "\n".join(f" - {p}" for p in problems)

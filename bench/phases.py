@@ -1,0 +1,260 @@
+"""The measurements, in the order one run makes them. Each returns a dict of numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import measure
+from bench.backlog import fill_direct
+from bench.events import auth_header, batch_body
+from bench.procs import BIN, children_of, tree_memory_mb
+from bench.stack import Stack
+from config.settings import load_settings
+
+FLEET_INGEST = "ingest.app:get_app()"
+BASELINE_INGEST = "bench.baseline:get_app()"
+CONNECTIONS = 8  # gunicorn: 2 processes x 4 threads (the Procfile defaults)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    baseline_events: int
+    saturation_s: float
+    latency_s: float
+    e2e_events: int
+    single_events: int
+    lag_s: float
+    backlog: int
+    http_fill_budget_s: float
+
+
+FULL = Sizes(10_000, 10, 12, 200_000, 20_000, 30, 1_000_000, 90)
+QUICK = Sizes(600, 1.5, 2.5, 15_000, 1_000, 4, 30_000, 6)
+SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3)
+
+_started = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.monotonic() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def warm_up(stack: Stack, port: int, tag: str) -> None:
+    """One batch through the whole path, so start-up is not measured."""
+    stack.standin_reset()
+    body = batch_body(tag, 0, 100)
+    header = auth_header("batch").decode().split(": ", 1)
+    reply = requests.post(
+        f"http://127.0.0.1:{port}/v1/batch",
+        data=body,
+        headers={"Content-Type": "application/json", header[0]: header[1]},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    got = stack.wait_for_events(100, stall_s=60)
+    if got < 100:
+        raise RuntimeError(f"warm-up: only {got} of 100 events reached the stand-in")
+    stack.standin_reset()
+
+
+def _spec(port: int, route: str, tag: str, requests_: int, **extra: Any) -> dict[str, Any]:
+    per = 1 if route == "webhook" else 100
+    spec = {"port": port, "route": route, "batch": per, "tag": tag, "seq_start": 0,
+            "requests": requests_, "connections": CONNECTIONS, "mode": "closed"}  # fmt: skip
+    return spec | extra
+
+
+def end_to_end(stack: Stack, port: int, route: str, tag: str, events: int) -> dict[str, Any]:
+    """Closed-loop load of `events`; measured from the first POST to the last receipt."""
+    per = 1 if route == "webhook" else 100
+    stack.standin_reset()
+    load = stack.run_load(tag, _spec(port, route, tag, events // per))
+    stack.wait_for_events(events // per * per)
+    return measure.delivery(load["records"], stack.standin_dump(), 0, per)
+
+
+def saturate(stack: Stack, port: int, route: str, tag: str, seconds: float) -> dict[str, Any]:
+    per = 1 if route == "webhook" else 100
+    cap = int(seconds * (400 if per == 100 else 6000)) + 100  # requests: far above the rate
+    load = stack.run_load(tag, _spec(port, route, tag, cap, duration_s=seconds))
+    return measure.request_rate(load["records"], per)
+
+
+def paced(
+    stack: Stack, port: int, route: str, tag: str, rate_rps: float, seconds: float
+) -> dict[str, Any]:
+    spec = _spec(port, route, tag, int(rate_rps * seconds) + 1, mode="open",
+                 rate_rps=rate_rps, duration_s=seconds, connections=2 * CONNECTIONS)  # fmt: skip
+    return stack.run_load(tag, spec)
+
+
+# -- the phases -------------------------------------------------------------------------------
+def baseline(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    progress("baseline: starting its ingest and one-task-per-event worker")
+    port = stack.start_ingest("baseline-ingest", BASELINE_INGEST)
+    stack.start_worker("baseline-worker", "bench.baseline")
+    warm_up(stack, port, "bw")
+    progress(f"baseline: {sizes.baseline_events} events as /v1/batch posts of 100")
+    result = end_to_end(stack, port, "batch", "base", sizes.baseline_events)
+    progress(f"baseline: {result['events_per_s']:.0f} events/s end to end")
+    stack.procs.stop("baseline-worker")
+    stack.procs.stop("baseline-ingest")
+    return result
+
+
+def ingest_alone(stack: Stack, port: int, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for route in ("batch", "webhook"):
+        progress(f"ingest alone: saturating {route} for {sizes.saturation_s:.0f} s")
+        sat = saturate(stack, port, route, f"sat-{route}", sizes.saturation_s)
+        rate = sat["rps"] / 2
+        progress(
+            f"ingest alone: {route} {sat['rps']:.0f} req/s = {sat['eps']:.0f} events/s; "
+            f"now {rate:.0f} req/s open loop for {sizes.latency_s:.0f} s"
+        )
+        load = paced(stack, port, route, f"half-{route}", rate, sizes.latency_s)
+        out[route] = {"saturation": sat, "half": measure.latency(load["records"]) | {
+            "rate_rps": rate}}  # fmt: skip
+    stack.reset_keys()
+    return out
+
+
+def fleet_delivery(
+    stack: Stack, port: int, sizes: Sizes, profile_dir: Path | None
+) -> dict[str, Any]:
+    progress("fleet: starting the worker")
+    stack.start_worker("worker", "worker")
+    warm_up(stack, port, "fw")
+    out: dict[str, Any] = {}
+    progress(f"fleet: {sizes.e2e_events} events as /v1/batch posts of 100")
+    profilers = []
+    if profile_dir:
+        profilers = _start_profilers(stack, profile_dir, ("ingest", "worker"), "e2e")
+    out["batch"] = end_to_end(stack, port, "batch", "e2e-batch", sizes.e2e_events)
+    _wait_profilers(stack, profilers)
+    progress(f"fleet: {out['batch']['events_per_s']:.0f} events/s end to end (batch)")
+    progress(f"fleet: {sizes.single_events} events as single-event /webhook posts")
+    out["webhook"] = end_to_end(stack, port, "webhook", "e2e-hook", sizes.single_events)
+    progress(f"fleet: {out['webhook']['events_per_s']:.0f} events/s end to end (webhook)")
+    rate_eps = out["batch"]["events_per_s"] / 2
+    progress(f"fleet: sustained {rate_eps:.0f} events/s (half of end-to-end) for {sizes.lag_s} s")
+    stack.standin_reset()
+    load = paced(stack, port, "batch", "lag", rate_eps / 100, sizes.lag_s)
+    sent = sum(1 for r in load["records"] if r[measure.STATUS] == 200) * 100
+    stack.wait_for_events(sent)
+    out["lag"] = measure.delivery(load["records"], stack.standin_dump(), 0, 100) | {
+        "rate_eps": rate_eps, "ingest": measure.latency(load["records"])}  # fmt: skip
+    progress(
+        f"fleet: lag p99 {out['lag']['lag_p99_ms']:.0f} ms, "
+        f"{out['lag']['events_per_request']:.1f} events/request"
+    )
+    return out
+
+
+def backlog(
+    stack: Stack, port: int, sizes: Sizes, ingest_eps: float, profile_dir: Path | None
+) -> dict[str, Any]:
+    progress("backlog: stopping the worker")
+    stack.procs.stop("worker")
+    stack.reset_keys()
+    out: dict[str, Any] = {"events": sizes.backlog, "redis_mb_before": stack.used_memory_mb()}
+    projected_s = sizes.backlog / ingest_eps if ingest_eps > 0 else math.inf
+    started = time.monotonic()
+    if projected_s <= sizes.http_fill_budget_s:
+        out["fill"] = "ingest /v1/batch over HTTP"
+        progress(f"backlog: {sizes.backlog} events through ingest (~{projected_s:.0f} s)")
+        stack.run_load("backlog", _spec(port, "batch", "backlog", sizes.backlog // 100))
+    else:
+        out["fill"] = "ingest's publish script, no HTTP"
+        progress(
+            f"backlog: ingest would need ~{projected_s:.0f} s for {sizes.backlog} events; "
+            "filling with ingest's publish script directly"
+        )
+        assert stack.redis is not None
+        fill_direct(stack.redis, load_settings(stack.env), "backlog", sizes.backlog)
+    out["fill_s"] = time.monotonic() - started
+    out["stream_length"] = stack.stream_length()
+    out["redis_mb"] = stack.used_memory_mb()
+    progress(f"backlog: {out['stream_length']} queued, Redis {out['redis_mb']:.0f} MB; draining")
+    stack.standin_reset()
+    pid = stack.start_worker("worker", "worker")
+    profilers: list[subprocess.Popen[bytes]] = []
+    max_rss = max_pss = 0.0
+    samples = 0
+    first_rss = None
+    last_count, last_change, next_poll = -1, time.monotonic(), 0.0
+    while True:
+        rss, pss, _count = tree_memory_mb(pid)
+        max_rss, max_pss = max(max_rss, rss), max(max_pss, pss)
+        samples += 1
+        now = time.monotonic()
+        if now >= next_poll:
+            next_poll = now + 0.5
+            count = int(stack.standin_stats()["events"])
+            if count and first_rss is None:
+                first_rss = rss
+                if profile_dir:
+                    profilers = _start_profilers(stack, profile_dir, ("worker",), "drain")
+            if count >= sizes.backlog:
+                break
+            if count != last_count:
+                last_count, last_change = count, now
+            elif now - last_change > 60:
+                break
+        time.sleep(0.2)
+    _wait_profilers(stack, profilers)
+    dump = stack.standin_dump()
+    times = dump["seq_times"]
+    out |= {
+        "worker_rss_mb_max": max_rss,
+        "worker_pss_mb_max": max_pss,
+        "worker_rss_mb_at_first_delivery": first_rss or 0.0,
+        "rss_samples": samples,
+        "delivered": len(set(dump["seqs"])),
+        "drain_events_per_s": len(times) / (max(times) - min(times)) if len(times) > 1 else 0.0,
+    }
+    progress(
+        f"backlog: drained {out['delivered']} at {out['drain_events_per_s']:.0f} events/s; "
+        f"worker RSS max {max_rss:.0f} MB"
+    )
+    stack.procs.stop("worker")
+    return out
+
+
+# -- profiling (optional) ---------------------------------------------------------------------
+def _start_profilers(
+    stack: Stack, directory: Path, names: tuple[str, ...], label: str, seconds: int = 20
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy (installed separately, for profiling only) on every process of the named trees."""
+    spy = shutil.which("py-spy") or str(BIN / "py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    targets = {}
+    for name in names:
+        tree = children_of(stack.main_pid(name))
+        # gunicorn's arbiter only supervises; the Celery main process runs the pump and consumer.
+        for pid in tree[1:] if name == "ingest" else tree:
+            targets[f"{label}-{name}-{pid}"] = pid
+    progress(f"profiling {sorted(targets)} for {seconds} s into {directory}")
+    started = []
+    for target, pid in targets.items():
+        out = str(directory / f"{target}.txt")
+        args = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+                "--nonblocking", "--format", "raw", "-o", out]  # fmt: skip
+        started.append(stack.procs.spawn(f"py-spy-{target}", args, stack.env))
+    return started
+
+
+def _wait_profilers(stack: Stack, profilers: list[subprocess.Popen[bytes]]) -> None:
+    for profiler in profilers:
+        profiler.wait()
+    for name in [n for n in stack.procs.running if n.startswith("py-spy-")]:
+        stack.procs.running.pop(name)

@@ -1,0 +1,145 @@
+"""The readable table and the one JSON line the run ends with."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# The product's promises: (key, label, target, higher_is_better).
+TARGETS = {
+    "fleet_events_per_s": (10_000, True),
+    "speedup": (15, True),
+    "events_per_request": (95, True),
+    "ingest_p99_ms": (25, False),
+    "lag_p99_ms": (2_000, False),
+    "worker_rss_mb_backlog": (150, False),
+}
+
+
+def summary(results: dict[str, Any]) -> dict[str, float]:
+    fleet = results["fleet"]["batch"]["events_per_s"]
+    base = results["baseline"]["events_per_s"]
+    return {
+        "fleet_events_per_s": round(fleet, 1),
+        "baseline_events_per_s": round(base, 1),
+        "speedup": round(fleet / base, 2) if base > 0 else math.inf,
+        "events_per_request": round(results["fleet"]["lag"]["events_per_request"], 2),
+        "ingest_p99_ms": round(results["ingest"]["batch"]["half"]["p99_ms"], 2),
+        "lag_p99_ms": round(results["fleet"]["lag"]["lag_p99_ms"], 1),
+        "worker_rss_mb_backlog": round(results["backlog"]["worker_rss_mb_max"], 1),
+    }
+
+
+def _verdict(key: str, value: float) -> str:
+    if key not in TARGETS:
+        return ""
+    target, higher = TARGETS[key]
+    ok = value >= target if higher else value <= target
+    sign = ">=" if higher else "<="
+    return f"{'PASS' if ok else 'MISS'} ({sign} {target:,})"
+
+
+def source_state() -> str:
+    """Which code was measured: the commit, and whether the working tree differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "code: unknown (no git)"
+    return f"code: {commit or 'unknown'}{' + uncommitted changes' if dirty else ''}"
+
+
+def table(results: dict[str, Any], mode: str) -> str:
+    s = summary(results)
+    ing, fl, bl, base = results["ingest"], results["fleet"], results["backlog"], results["baseline"]
+    rows: list[tuple[str, str, str]] = []
+
+    def row(label: str, value: str, key: str = "", number: float | None = None) -> None:
+        rows.append((label, value, _verdict(key, number) if key and number is not None else ""))
+
+    row("End to end (first POST -> last receipt at the stand-in), batching on", "", "")
+    row("  fleet, /v1/batch of 100", f"{fl['batch']['events_per_s']:,.0f} events/s",
+        "fleet_events_per_s", s["fleet_events_per_s"])  # fmt: skip
+    row("    (ingest accepted at)", f"{fl['batch']['ingest_events_per_s']:,.0f} events/s")
+    row("  fleet, single-event /webhook", f"{fl['webhook']['events_per_s']:,.0f} events/s")
+    row("    (ingest accepted at)", f"{fl['webhook']['ingest_events_per_s']:,.0f} events/s")
+    row("  baseline (task per event), /v1/batch of 100",
+        f"{base['events_per_s']:,.0f} events/s")  # fmt: skip
+    row("    (baseline ingest accepted at)", f"{base['ingest_events_per_s']:,.0f} events/s")
+    row("  speedup fleet / baseline", f"{s['speedup']:.1f}x", "speedup", s["speedup"])
+    row("Ingest alone (no worker)", "", "")
+    for route, label in (("batch", "/v1/batch of 100"), ("webhook", "single-event /webhook")):
+        sat, half = ing[route]["saturation"], ing[route]["half"]
+        row(f"  {label}: saturation", f"{sat['rps']:,.0f} req/s = {sat['eps']:,.0f} events/s")
+        row(f"  {label}: at saturation p50 / p99",
+            f"{sat['p50_ms']:.1f} / {sat['p99_ms']:.1f} ms")  # fmt: skip
+        row(f"  {label}: at half ({half['rate_rps']:,.0f} req/s) p50 / p99",
+            f"{half['p50_ms']:.1f} / {half['p99_ms']:.1f} ms",
+            "ingest_p99_ms", half["p99_ms"])  # fmt: skip
+    lag = fl["lag"]
+    row(f"Sustained load: {lag['rate_eps']:,.0f} events/s (half of end to end), open loop", "", "")
+    row("  delivery lag (ingest 200 -> receipt) p50 / p99",
+        f"{lag['lag_p50_ms']:.0f} / {lag['lag_p99_ms']:.0f} ms", "lag_p99_ms",
+        lag["lag_p99_ms"])  # fmt: skip
+    row("  ingest latency p50 / p99 (worker running)",
+        f"{lag['ingest']['p50_ms']:.1f} / {lag['ingest']['p99_ms']:.1f} ms")  # fmt: skip
+    row("  events per Pushwoosh request", f"{lag['events_per_request']:.1f} "
+        f"({lag['full_request_share']:.0%} full)", "events_per_request",
+        lag["events_per_request"])  # fmt: skip
+    row(
+        "  events per request, saturating /v1/batch / /webhook",
+        f"{fl['batch']['events_per_request']:.1f} / {fl['webhook']['events_per_request']:.1f}",
+    )
+    row(f"Backlog of {bl['events']:,} events", "", "")
+    row("  filled with", f"{bl['fill']} in {bl['fill_s']:.0f} s")
+    row("  Redis used_memory before / with backlog",
+        f"{bl['redis_mb_before']:.0f} / {bl['redis_mb']:.0f} MB")  # fmt: skip
+    row("  worker RSS, sum over process tree, max while draining",
+        f"{bl['worker_rss_mb_max']:.0f} MB", "worker_rss_mb_backlog",
+        bl["worker_rss_mb_max"])  # fmt: skip
+    row("  worker RSS at its first delivery", f"{bl['worker_rss_mb_at_first_delivery']:.0f} MB")
+    row("  worker PSS (shared pages counted once), max", f"{bl['worker_pss_mb_max']:.0f} MB")
+    row("  drain rate (worker alone, first -> last receipt)",
+        f"{bl['drain_events_per_s']:,.0f} events/s; {bl['delivered']:,} delivered")  # fmt: skip
+    problems = []
+    for name, part in (("baseline", base), ("fleet batch", fl["batch"]),
+                       ("fleet webhook", fl["webhook"]), ("lag run", lag)):  # fmt: skip
+        if part["missing"] or part["errors"] or part["duplicates"]:
+            problems.append(f"{name}: {part['missing']} missing, {part['duplicates']} duplicate, "
+                            f"{part['errors']} failed requests")  # fmt: skip
+    if bl["delivered"] < bl["events"]:
+        problems.append(f"backlog: only {bl['delivered']} of {bl['events']} delivered")
+    width = max(len(r[0]) for r in rows) + 2
+    vwidth = max(len(r[1]) for r in rows) + 2
+    header = (
+        f"pushwoosh-fleet benchmark ({mode}), 127.0.0.1, {os.cpu_count()} CPUs, "
+        f"load average before start {results.get('loadavg', '?')}; "
+        f"{results.get('source', source_state())}"
+    )
+    lines = [header, "-" * (width + vwidth + 20)]
+    lines += [f"{label:<{width}}{value:<{vwidth}}{verdict}".rstrip() for label, value, verdict
+              in rows]  # fmt: skip
+    lines.append("-" * (width + vwidth + 20))
+    lines += [f"ACCOUNTING: {p}" for p in problems] or ["accounting: every event delivered once"]
+    return "\n".join(lines)
+
+
+def json_line(results: dict[str, Any]) -> str:
+    return json.dumps(summary(results))
