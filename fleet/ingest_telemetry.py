@@ -79,15 +79,23 @@ class IngestTelemetry:
 class MetricsResource:
     """GET /metrics: the fleet-wide numbers, read from Redis at each scrape."""
 
-    def __init__(self, telemetry: IngestTelemetry) -> None:
+    def __init__(self, telemetry: IngestTelemetry, shards_by_destination: dict[str, int]) -> None:
         assert telemetry.client is not None
         self._client = telemetry.client
         self._keys = telemetry.keys
-        self._shards = telemetry.settings.shards
+        self._shards_by_destination = shards_by_destination or {
+            telemetry.keys.destination: telemetry.settings.shards
+        }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # One destination per scrape (?destination=NAME, default the first): a Prometheus scrape
+        # config per destination, with `params`, gives each its own series.
+        name = req.get_param("destination") or next(iter(self._shards_by_destination))
+        if name not in self._shards_by_destination:
+            raise falcon.HTTPNotFound(description=f"no destination {name!r}")
+        keys = RedisKeys(self._keys.prefix, name)
         try:
-            body, content_type = render(self._client, self._keys, self._shards)
+            body, content_type = render(self._client, keys, self._shards_by_destination[name])
         except redis.RedisError as ex:
             raise falcon.HTTPServiceUnavailable(
                 description=f"metrics are read from Redis, unavailable ({type(ex).__name__})"

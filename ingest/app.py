@@ -84,7 +84,8 @@ def create_app(
     app.add_route("/healthz", _Health())
     app.add_route("/readyz", _Ready(settings, router.publishers))
     if telemetry.client is not None:
-        app.add_route("/metrics", MetricsResource(telemetry))
+        shards = {route.destination: route.publisher.shards for route in router.routes}
+        app.add_route("/metrics", MetricsResource(telemetry, shards))
     app.add_error_handler(Exception, _on_unexpected_error)
     app.add_error_handler(falcon.HTTPError, _on_http_error)
     app.add_error_handler(IngestError, _on_ingest_error)

@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from config import fastjson
 from ingest.errors import BadRequest, PayloadTooLarge
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias", "delete")
@@ -143,6 +145,12 @@ def decode_json(raw: bytes) -> object:
     """Decode a request body; anything but UTF-8 JSON (NaN and Infinity included) is a 400."""
     if not raw.strip():
         raise BadRequest("request body is empty", code="invalid_json")
+    try:
+        # The fast parser handles well-formed bodies; anything it refuses gets the standard
+        # library's verdict and error message below.
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as ex:
@@ -296,8 +304,7 @@ def _merge_one_level(shared: Mapping[str, Any], own: Mapping[str, Any]) -> dict[
 def _encoded_size(message: Mapping[str, Any], where: str | None) -> int:
     """Bytes of the message as compact UTF-8 JSON; invalid text (lone surrogates) is a 400."""
     try:
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return len(text.encode("utf-8"))
+        return len(fastjson.dumps(message))
     except RecursionError as ex:
         raise BadRequest(f"{where or 'message'}: nested too deeply", code="invalid_json") from ex
     except (ValueError, TypeError) as ex:

@@ -9,12 +9,12 @@ same messageId cannot both get through.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
 import redis
 
+from config import fastjson
 from config.redis_keys import CONSUMER_GROUP, DEFAULT_DESTINATION, RedisKeys, shard_for
 from config.settings import Settings
 from ingest.errors import QueueFull, StoreUnavailable
@@ -117,12 +117,16 @@ class Publisher:
     def ping(self) -> bool:
         return bool(self._redis.ping())
 
+    @property
+    def shards(self) -> int:
+        return len(self._streams)
+
     def publish(self, events: list[dict[str, Any]], route: str) -> PublishResult:
         """Store every event or none; raise QueueFull or StoreUnavailable when none were."""
         if not events:
             return PublishResult(0, 0)
         keys: list[str] = list(self._streams)
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             len(self._streams),
             self._settings.ingest_max_queued_events,
             self._settings.dedupe_window_s,
@@ -132,7 +136,7 @@ class Publisher:
             identity = event.get("userId") or event.get("anonymousId")
             shard = shard_for(None if identity is None else str(identity), len(self._streams))
             keys.append(self._keys.seen(str(event["messageId"])))
-            args += [shard + 1, json.dumps(event, separators=(",", ":"))]
+            args += [shard + 1, fastjson.dumps(event)]
         try:
             if not self._streams_ready:
                 self.ensure_streams()
@@ -161,7 +165,7 @@ class Publisher:
             raise StoreUnavailable("the event store could not replicate the events; retry later")
         return PublishResult(int(written), int(other))
 
-    def _run(self, keys: list[str], args: list[str | int]) -> tuple[int, int, int]:
+    def _run(self, keys: list[str], args: list[str | int | bytes]) -> tuple[int, int, int]:
         """Run the script; with REDIS_MIN_REPLICAS_ACK, WAIT for replicas on the same connection.
 
         With replicas (Sentinel), 200 is answered only once a replica has the events too: Redis

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from config import fastjson
 from config.redis_keys import CONSUMER_GROUP
 from worker.batching import PlannedRequest, plan_requests, split_request
 from worker.circuit import Circuit
@@ -256,7 +257,7 @@ class ShardDrainer:
                 self._acks.append(entry_id)  # deleted under us: nothing left to deliver
                 continue
             try:
-                event = json.loads(fields["e"])
+                event = fastjson.loads(fields["e"])
                 if not isinstance(event, dict):
                     raise ValueError("not an object")
             except ValueError:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 
+from config import fastjson
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class PushwooshClient:
 
     def send(self, path: str, body: dict[str, Any]) -> Reply:
         started = time.monotonic()
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = fastjson.dumps(body)
         try:
             response = self._session.post(
                 _url(self._settings, path),
