@@ -9,7 +9,10 @@ Layout (prefix `pwf`, destination `default`):
   pwf:default:retry            ZSET call id -> due time (ms); data in pwf:default:retry-data
   pwf:default:dlq              Redis Stream of dead-lettered calls
   pwf:default:circuit          HASH: open_until_ms, failures, reason (shared back-off)
-  pwf:trace:<messageId>        LIST of JSON history records (bounded, expires)
+  pwf:default:rate-limit       HASH: the shared token buckets (worker/ratelimit.py)
+  pwf:default:metrics:<name>   HASH per metric, a field per label set (fleet/metrics.py)
+  pwf:default:last-error       the last Pushwoosh error, for `status`
+  pwf:trace:<yyyymmddhh>       HASH messageId -> NDJSON history, one per hour (fleet/trace.py)
 """
 
 from __future__ import annotations
@@ -64,9 +67,6 @@ class RedisKeys:
     @property
     def stats(self) -> str:
         return f"{self.base}:stats"
-
-    def trace(self, message_id: str) -> str:
-        return f"{self.prefix}:trace:{message_id}"
 
 
 def shard_for(identity: str | None, shards: int) -> int:
