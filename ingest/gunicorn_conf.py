@@ -14,7 +14,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
 # Threads, because a request mostly waits on Redis; 4 per worker keeps memory flat.
 worker_class = "gthread"
-threads = 4
+threads = int(os.environ.get("GUNICORN_THREADS") or "4")
 # Segment's Webhooks (Actions) give up after 10 s; a request must never take that long.
 timeout = 30
 graceful_timeout = 20
