@@ -46,7 +46,8 @@ class EmbeddedRedis:
         appendonly: bool = True,
         extra_args: list[str] | None = None,
     ) -> None:
-        self.data_dir = data_dir
+        # Absolute: redis-server changes into --dir before it opens --logfile.
+        self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
         self.extra_args = list(extra_args or [])

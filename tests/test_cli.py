@@ -210,3 +210,16 @@ def test_run_starts_a_dry_run_fleet_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
     assert "stopped." in rest
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+@pytest.mark.integration
+def test_embedded_redis_works_with_a_relative_data_dir(tmp_path: Path, monkeypatch) -> None:
+    from fleet.embedded_redis import EmbeddedRedis
+
+    monkeypatch.chdir(tmp_path)
+    server = EmbeddedRedis(Path("relative/redis")).start()
+    try:
+        assert redis.Redis.from_url(server.url).ping()
+        assert (tmp_path / "relative/redis/redis.log").exists()
+    finally:
+        server.stop()
