@@ -19,12 +19,12 @@ run: $(STAMP)
 	$(BIN)/pushwoosh-fleet run
 
 test: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy config ingest worker fleet
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy config ingest worker fleet
 

@@ -88,14 +88,17 @@ class MetricsResource:
         }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        # One destination per scrape (?destination=NAME, default the first): a Prometheus scrape
-        # config per destination, with `params`, gives each its own series.
-        name = req.get_param("destination") or next(iter(self._shards_by_destination))
-        if name not in self._shards_by_destination:
-            raise falcon.HTTPNotFound(description=f"no destination {name!r}")
-        keys = RedisKeys(self._keys.prefix, name)
+        # Every destination, each series labelled with it; ?destination=NAME narrows to one.
+        wanted = req.get_param("destination")
+        if wanted is not None and wanted not in self._shards_by_destination:
+            raise falcon.HTTPNotFound(description=f"no destination {wanted!r}")
+        targets = [
+            (RedisKeys(self._keys.prefix, name), shards)
+            for name, shards in self._shards_by_destination.items()
+            if wanted is None or name == wanted
+        ]
         try:
-            body, content_type = render(self._client, keys, self._shards_by_destination[name])
+            body, content_type = render(self._client, *targets[0], more=targets[1:])
         except redis.RedisError as ex:
             raise falcon.HTTPServiceUnavailable(
                 description=f"metrics are read from Redis, unavailable ({type(ex).__name__})"

@@ -282,14 +282,22 @@ def _text(value: Any) -> str:
 
 
 class FleetCollector:
-    """Yields the fleet-wide metrics from Redis, so any process can serve them."""
+    """Yields the fleet-wide metrics from Redis, so any process can serve them.
+
+    Every series carries a `destination` label; one collector serves one or several
+    destinations, each read from its own keys.
+    """
 
     def __init__(
-        self, client: redis.Redis, keys: RedisKeys, shards: int, specs: Iterable[MetricSpec] = ()
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        shards: int,
+        specs: Iterable[MetricSpec] = (),
+        more: Iterable[tuple[RedisKeys, int]] = (),
     ) -> None:
         self._client = client
-        self._keys = keys
-        self._shards = shards
+        self._targets = [(keys, shards), *more]
         self._specs = list(specs) or list(SPECS.values())
 
     def describe(self) -> list[Metric]:
@@ -297,65 +305,85 @@ class FleetCollector:
 
     def collect(self) -> Iterator[Metric]:
         pipe = self._client.pipeline(transaction=False)
-        for spec in self._specs:
-            pipe.hgetall(metric_key(self._keys, spec.name))
-        for shard in range(self._shards):
-            pipe.xlen(self._keys.stream(shard))
-        pipe.zcard(self._keys.retry)
-        pipe.xlen(self._keys.dlq)
-        results = pipe.execute()
-        for spec, raw in zip(self._specs, results, strict=False):
-            data = {_text(k): float(_text(v)) for k, v in raw.items()}
-            yield _counter(spec, data) if spec.kind == "counter" else _histogram(spec, data)
-        gauges = results[len(self._specs) :]
+        for keys, shards in self._targets:
+            for spec in self._specs:
+                pipe.hgetall(metric_key(keys, spec.name))
+            for shard in range(shards):
+                pipe.xlen(keys.stream(shard))
+            pipe.zcard(keys.retry)
+            pipe.xlen(keys.dlq)
+        results = iter(pipe.execute())
+        per_spec: dict[str, list[tuple[str, dict[str, float]]]] = {s.name: [] for s in self._specs}
         depth = GaugeMetricFamily(
-            f"{NAMESPACE}_queue_depth", "events waiting in a shard's stream", labels=["shard"]
+            f"{NAMESPACE}_queue_depth",
+            "events waiting in a shard's stream",
+            labels=["destination", "shard"],
         )
-        for shard in range(self._shards):
-            depth.add_metric([str(shard)], float(gauges[shard]))
-        yield depth
-        yield GaugeMetricFamily(
+        retry = GaugeMetricFamily(
             f"{NAMESPACE}_retry_scheduled",
             "requests waiting on the retry schedule",
-            value=float(gauges[self._shards]),
+            labels=["destination"],
         )
-        yield GaugeMetricFamily(
-            f"{NAMESPACE}_dead_letters",
-            "entries in the dead-letter queue",
-            value=float(gauges[self._shards + 1]),
+        dead = GaugeMetricFamily(
+            f"{NAMESPACE}_dead_letters", "entries in the dead-letter queue", labels=["destination"]
         )
+        for keys, shards in self._targets:
+            name = keys.destination
+            for spec in self._specs:
+                raw = next(results)
+                per_spec[spec.name].append(
+                    (name, {_text(k): float(_text(v)) for k, v in raw.items()})
+                )
+            for shard in range(shards):
+                depth.add_metric([name, str(shard)], float(next(results)))
+            retry.add_metric([name], float(next(results)))
+            dead.add_metric([name], float(next(results)))
+        for spec in self._specs:
+            data = per_spec[spec.name]
+            yield _counter(spec, data) if spec.kind == "counter" else _histogram(spec, data)
+        yield depth
+        yield retry
+        yield dead
 
 
-def _counter(spec: MetricSpec, data: dict[str, float]) -> Metric:
-    family = CounterMetricFamily(f"{NAMESPACE}_{spec.name}", spec.help, labels=list(spec.labels))
-    for field, value in sorted(data.items()):
-        labels = [str(v) for v in json.loads(field)]
-        if len(labels) == len(spec.labels):
-            family.add_metric(labels, value)
+def _counter(spec: MetricSpec, per_destination: list[tuple[str, dict[str, float]]]) -> Metric:
+    family = CounterMetricFamily(
+        f"{NAMESPACE}_{spec.name}", spec.help, labels=["destination", *spec.labels]
+    )
+    for destination, data in per_destination:
+        for field, value in sorted(data.items()):
+            labels = [str(v) for v in json.loads(field)]
+            if len(labels) == len(spec.labels):
+                family.add_metric([destination, *labels], value)
     return family
 
 
-def _histogram(spec: MetricSpec, data: dict[str, float]) -> Metric:
-    family = HistogramMetricFamily(f"{NAMESPACE}_{spec.name}", spec.help, labels=list(spec.labels))
-    series: dict[tuple[str, ...], dict[str, float]] = {}
-    for field, value in data.items():
-        *values, part = (str(v) for v in json.loads(field))
-        if len(values) == len(spec.labels):
-            series.setdefault(tuple(values), {})[part] = value
-    for labels, parts in sorted(series.items()):
-        cumulative = 0.0
-        buckets: list[tuple[str, float]] = []
-        for bound in (*spec.buckets, float("inf")):
-            cumulative += parts.get(_le(bound), 0.0)
-            buckets.append((_le(bound), cumulative))
-        family.add_metric(list(labels), buckets, parts.get("sum", 0.0))
+def _histogram(spec: MetricSpec, per_destination: list[tuple[str, dict[str, float]]]) -> Metric:
+    family = HistogramMetricFamily(
+        f"{NAMESPACE}_{spec.name}", spec.help, labels=["destination", *spec.labels]
+    )
+    for destination, data in per_destination:
+        series: dict[tuple[str, ...], dict[str, float]] = {}
+        for field, value in data.items():
+            *values, part = (str(v) for v in json.loads(field))
+            if len(values) == len(spec.labels):
+                series.setdefault(tuple(values), {})[part] = value
+        for labels, parts in sorted(series.items()):
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound in (*spec.buckets, float("inf")):
+                cumulative += parts.get(_le(bound), 0.0)
+                buckets.append((_le(bound), cumulative))
+            family.add_metric([destination, *labels], buckets, parts.get("sum", 0.0))
     return family
 
 
-def render(client: redis.Redis, keys: RedisKeys, shards: int) -> tuple[bytes, str]:
+def render(
+    client: redis.Redis, keys: RedisKeys, shards: int, more: Iterable[tuple[RedisKeys, int]] = ()
+) -> tuple[bytes, str]:
     """The fleet-wide metrics in Prometheus text format, and its content type."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(client, keys, shards))
+    registry.register(FleetCollector(client, keys, shards, more=more))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -10,13 +10,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from worker.batching import plan_requests
-from worker.mapping import Call, plan_calls
-from worker.wire import USER_AGENT, build_http_request
-
 from config.mappings import Mapping
 from config.settings import Settings
+from worker.batching import plan_requests
 from worker.drain import DRY_RUN_APP_CODE
+from worker.mapping import Call, plan_calls
+from worker.wire import USER_AGENT, build_http_request
 
 
 class PreviewInputError(ValueError):

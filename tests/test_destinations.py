@@ -139,6 +139,24 @@ def test_each_event_reaches_only_its_own_app(fleet, two_stubs) -> None:
     assert to_ios.json["events"][0]["attributes"] == {"i": 1}
     assert to_web.headers["Authorization"] == f"Token {WEB_KEY}"
     assert to_web.json["events"][0]["attributes"] == {"i": 2}
+    # and /metrics labels every series with its destination
+    from tests.test_metrics import value
+
+    deadline = time.monotonic() + 10
+    while True:
+        text = requests.get(f"{url}/metrics", timeout=5).text
+        ios_count = value(
+            text, "pushwoosh_fleet_events_delivered_total", "ios", action="trackEvent"
+        )
+        web_count = value(
+            text, "pushwoosh_fleet_events_delivered_total", "web", action="trackEvent"
+        )
+        if (ios_count, web_count) == (1.0, 1.0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert (ios_count, web_count) == (1.0, 1.0)
+    only_web = requests.get(f"{url}/metrics?destination=web", timeout=5).text
+    assert 'destination="ios"' not in only_web and 'destination="web"' in only_web
 
 
 @pytest.mark.integration

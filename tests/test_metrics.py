@@ -31,7 +31,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def value(text: str, name: str, **labels: str) -> float:
+def value(text: str, name: str, destination: str = "default", **labels: str) -> float:
+    labels["destination"] = destination
     return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
 
 

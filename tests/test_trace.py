@@ -99,7 +99,7 @@ def test_over_the_hour_cap_new_messages_are_dropped_and_counted(
     assert lookup(client, settings, "c", NOW_S) == []
     assert lookup(client, settings, "d", NOW_S) == []
     text = render(client, RedisKeys(key_prefix), 1)[0].decode()
-    assert "pushwoosh_fleet_trace_dropped_total 2.0" in text
+    assert 'pushwoosh_fleet_trace_dropped_total{destination="default"} 2.0' in text
 
 
 def test_one_events_history_stops_growing_at_its_byte_limit(
