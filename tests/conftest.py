@@ -7,22 +7,18 @@ always means they ran.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from fleet.embedded_redis import free_port
 from tests.pushwoosh_stub import PushwooshStub
 
+__all__ = ["free_port"]
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
