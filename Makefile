@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/pushwoosh-fleet run
 
 test: $(STAMP)
+	bash scripts/ensure-redis.sh
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy config ingest worker fleet
 	$(BIN)/python -m pytest -p no:cacheprovider
