@@ -17,7 +17,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,13 @@ HOUR_S = 3600
 MAX_BYTES_PER_EVENT = 16 * 1024
 # Records waiting for a flush; beyond this (Redis away for long) the oldest are dropped.
 MAX_PENDING_RECORDS = 200_000
+# Past this many waiting records the flusher is woken instead of waiting for its tick: under
+# load a second's worth is tens of thousands of records, and one big write both holds memory
+# the process never gives back and stalls Redis for everyone while its script runs.
+FLUSH_SOON_RECORDS = 2_000
+# Messages per append script: each call runs alone in Redis, so a bounded call keeps the
+# pause it causes other clients (ingest's publish, the drain's reads) well under a millisecond.
+MESSAGES_PER_APPEND = 200
 
 # KEYS[1]: the hour's hash. ARGV: cap on distinct messages, ttl (s), max bytes per message,
 # then pairs of messageId, records (JSON lines). Returns how many appends were not kept (the
@@ -82,7 +89,13 @@ def make_record(step: str, t_ms: int, **fields: Any) -> str:
 class TraceBuffer(PipelineWriter):
     """Records waiting to be written; the metrics recorder flushes them in its pipeline."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        on_backlog: Callable[[], None] | None = None,
+    ) -> None:
+        self._on_backlog = on_backlog
         self._prefix = settings.redis_key_prefix
         self._cap = per_hour_cap(settings)
         self._ttl_s = settings.trace_window_s + HOUR_S
@@ -95,15 +108,19 @@ class TraceBuffer(PipelineWriter):
         line = make_record(step, t_ms, **fields)
         with self._lock:
             self._pending.append((message_id, t_ms, line))
-            if len(self._pending) > MAX_PENDING_RECORDS:
-                del self._pending[: len(self._pending) - MAX_PENDING_RECORDS]
+            waiting = len(self._pending)
+            if waiting > MAX_PENDING_RECORDS:
+                del self._pending[: waiting - MAX_PENDING_RECORDS]
+        self._note_waiting(waiting - 1, waiting)
 
     def add_line(self, message_id: str, t_ms: int, line: str) -> None:
         """Add a record made earlier with `make_record` (callers reuse one for many events)."""
         with self._lock:
             self._pending.append((message_id, t_ms, line))
-            if len(self._pending) > MAX_PENDING_RECORDS:
-                del self._pending[: len(self._pending) - MAX_PENDING_RECORDS]
+            waiting = len(self._pending)
+            if waiting > MAX_PENDING_RECORDS:
+                del self._pending[: waiting - MAX_PENDING_RECORDS]
+        self._note_waiting(waiting - 1, waiting)
 
     def add_many(
         self, message_ids: Iterable[str], step: str, t_ms: int | None = None, **fields: Any
@@ -111,9 +128,17 @@ class TraceBuffer(PipelineWriter):
         t_ms = int(time.time() * 1000) if t_ms is None else t_ms
         line = make_record(step, t_ms, **fields)
         with self._lock:
+            before = len(self._pending)
             self._pending.extend((message_id, t_ms, line) for message_id in message_ids)
-            if len(self._pending) > MAX_PENDING_RECORDS:
-                del self._pending[: len(self._pending) - MAX_PENDING_RECORDS]
+            waiting = len(self._pending)
+            if waiting > MAX_PENDING_RECORDS:
+                del self._pending[: waiting - MAX_PENDING_RECORDS]
+        self._note_waiting(before, waiting)
+
+    def _note_waiting(self, before: int, after: int) -> None:
+        # Wake the flusher once, when the buffer crosses the mark (take() empties it).
+        if before < FLUSH_SOON_RECORDS <= after and self._on_backlog is not None:
+            self._on_backlog()
 
     # -- PipelineWriter ------------------------------------------------------------------------
     def take(self) -> list[Record]:
@@ -129,13 +154,17 @@ class TraceBuffer(PipelineWriter):
             chunks = by_hour.setdefault(t_ms // (HOUR_S * 1000), {})
             previous = chunks.get(message_id)
             chunks[message_id] = line if previous is None else previous + line
+        calls = 0
         for hour, chunks in by_hour.items():
-            args: list[str | int] = [self._cap, self._ttl_s, MAX_BYTES_PER_EVENT]
-            for item in chunks.items():
-                args += item
             key = bucket_key(self._prefix, hour_of(hour * HOUR_S * 1000))
-            self._script(keys=[key], args=args, client=pipe)
-        return len(by_hour)
+            items = list(chunks.items())
+            for start in range(0, len(items), MESSAGES_PER_APPEND):
+                args: list[str | int] = [self._cap, self._ttl_s, MAX_BYTES_PER_EVENT]
+                for item in items[start : start + MESSAGES_PER_APPEND]:
+                    args += item
+                self._script(keys=[key], args=args, client=pipe)
+                calls += 1
+        return calls
 
     def restore(self, batch: list[Record]) -> None:
         with self._lock:
@@ -153,7 +182,7 @@ def attach_trace(recorder: Recorder, client: redis.Redis, settings: Settings) ->
     """A trace buffer flushed by `recorder`, or None when tracing is off (TRACE_WINDOW_S=0)."""
     if settings.trace_window_s <= 0:
         return None
-    buffer = TraceBuffer(client, settings)
+    buffer = TraceBuffer(client, settings, on_backlog=recorder.wake)
     recorder.add_writer(buffer)
     return buffer
 

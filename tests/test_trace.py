@@ -15,8 +15,10 @@ import requests
 
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
+from fleet import trace
 from fleet.metrics import Recorder, render
 from fleet.trace import (
+    FLUSH_SOON_RECORDS,
     HOUR_S,
     MAX_BYTES_PER_EVENT,
     TraceBuffer,
@@ -100,6 +102,48 @@ def test_over_the_hour_cap_new_messages_are_dropped_and_counted(
     assert lookup(client, settings, "d", NOW_S) == []
     text = render(client, RedisKeys(key_prefix), 1)[0].decode()
     assert 'pushwoosh_fleet_trace_dropped_total{destination="default"} 2.0' in text
+
+
+def test_a_large_flush_is_written_in_bounded_scripts_that_keep_the_cap(
+    client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given appends of at most three messages per script and a cap of eight messages an hour
+    monkeypatch.setattr(trace, "MESSAGES_PER_APPEND", 3)
+    _recorder, buffer = traced(key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_EVENTS="8")
+    now_ms = int(NOW_S * 1000)
+    buffer.add_many([f"m{i}" for i in range(10)], "received", now_ms, route="v1/batch")
+    # When the ten messages are written
+    pipe = client.pipeline(transaction=False)
+    batch = buffer.take()
+    calls = buffer.write(pipe, batch)
+    replies = pipe.execute()
+    # Then four scripts carried them, and together they kept exactly the cap
+    assert calls == 4 and len(replies) == 4
+    assert sum(int(r) for r in replies) == 2
+    assert client.hlen(bucket_key(key_prefix, hour_of(now_ms))) == 8
+
+
+def test_a_growing_buffer_wakes_the_flusher_before_its_tick(
+    client: redis.Redis, key_prefix: str
+) -> None:
+    # Given a recorder that would otherwise flush once an hour
+    settings = load_settings({"REDIS_KEY_PREFIX": key_prefix})
+    recorder = Recorder(client, RedisKeys(key_prefix), interval_s=3600)
+    buffer = attach_trace(recorder, client, settings)
+    assert buffer is not None
+    now_ms = int(time.time() * 1000)
+    recorder.inc("events_read", "v1/batch")  # starts the flusher thread, which then waits
+    time.sleep(0.2)
+    key = bucket_key(key_prefix, hour_of(now_ms))
+    # When fewer records than the mark wait, nothing is written; when the mark is crossed, it is
+    buffer.add_many([f"a{i}" for i in range(FLUSH_SOON_RECORDS - 1)], "received", now_ms)
+    time.sleep(0.5)
+    assert client.hlen(key) == 0
+    buffer.add("last", "received", now_ms)
+    deadline = time.monotonic() + 10
+    while client.hlen(key) < FLUSH_SOON_RECORDS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.hlen(key) == FLUSH_SOON_RECORDS
 
 
 def test_one_events_history_stops_growing_at_its_byte_limit(
