@@ -99,12 +99,14 @@ class FleetObserver:
         if self.trace is not None and event.get("messageId") is not None:
             # Events read together share their time and usually their mappings: one record
             # text serves them all (this runs once per event, so it must stay cheap).
+            # Drain threads share this observer: read the cached pair once, replace it whole.
             names = tuple(f"{call.mapping or 'delete'} ({call.action})" for call in calls)
             now_ms = self._now_ms()
-            if self._mapped_line[0] != (names, now_ms):
+            cached_for, line = self._mapped_line
+            if cached_for != (names, now_ms):
                 line = make_record("mapped", now_ms, mappings=list(names))
                 self._mapped_line = ((names, now_ms), line)
-            self.trace.add_line(str(event["messageId"]), now_ms, self._mapped_line[1])
+            self.trace.add_line(str(event["messageId"]), now_ms, line)
 
     def on_rejected(self, rejection: Rejection) -> None:
         if self.trace is not None:

@@ -25,6 +25,7 @@ class RecordedRequest:
     body: bytes
     received_at: float
     status: int = 0  # what the stub answered
+    client_port: int = 0  # tells connections apart (keep-alive reuse)
 
     @property
     def json(self) -> Any:
@@ -123,6 +124,7 @@ class PushwooshStub:
                     headers={k: v for k, v in self.headers.items()},
                     body=body,
                     received_at=time.time(),
+                    client_port=int(self.client_address[1]),
                 )
                 reply = stub._reply_for(recorded)
                 recorded.status = reply.status

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import threading
 import time
 from typing import Any
 
@@ -205,3 +206,31 @@ def test_dlq_replay_delivers_once(redis_url, key_prefix, stub):
     assert queue.replay(letter) is False  # a second replay finds nothing to send again
     drain_until_empty(runtime)
     assert len(stub.snapshot()) == 2 and queue.count() == 0
+
+
+def test_drain_threads_share_one_client_safely_and_reuse_connections(redis_url, key_prefix, stub):
+    # Given one client, as the worker's threads pool shares it between drain tasks
+    client = make_runtime(redis_url, key_prefix, stub).sender
+    replies: list[int | None] = []
+    lock = threading.Lock()
+
+    def send_ten(thread: int) -> None:
+        for i in range(10):
+            reply = client.send("createMessage", {"thread": thread, "i": i})
+            with lock:
+                replies.append(reply.status)
+
+    # When four threads send ten requests each at the same time
+    threads = [threading.Thread(target=send_ten, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # Then every request arrived once, and keep-alive connections carried them (one per thread
+    # at most, not one per request)
+    assert replies == [200] * 40
+    got = stub.snapshot()
+    assert sorted((r.json["thread"], r.json["i"]) for r in got) == [
+        (t, i) for t in range(4) for i in range(10)
+    ]
+    assert len({r.client_port for r in got}) <= 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from typing import Any, Protocol
 
@@ -54,15 +55,35 @@ def _headers(settings: Settings) -> dict[str, str]:
 
 
 class PushwooshClient:
-    """Real delivery: one pooled session per process, 10 s timeout by default."""
+    """Real delivery over one connection pool per process, 10 s timeout by default.
+
+    Drain tasks run on several threads of one worker (Celery's threads pool). urllib3's pool
+    is thread-safe but a `requests.Session` is not documented to be, so each thread gets its own
+    session, all mounted on the one shared adapter: one pool of keep-alive connections.
+    """
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         self._settings = settings
-        self._session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        self._given_session = session
+        if session is not None:
+            self._mount(session)
+        self._per_thread = threading.local()
         self._headers = _headers(settings)
+
+    def _mount(self, session: requests.Session) -> requests.Session:
+        session.mount("http://", self._adapter)
+        session.mount("https://", self._adapter)
+        return session
+
+    @property
+    def _session(self) -> requests.Session:
+        if self._given_session is not None:
+            return self._given_session
+        session: requests.Session | None = getattr(self._per_thread, "session", None)
+        if session is None:
+            session = self._per_thread.session = self._mount(requests.Session())
+        return session
 
     def send(self, path: str, body: dict[str, Any]) -> Reply:
         started = time.monotonic()
