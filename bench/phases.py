@@ -101,7 +101,9 @@ def paced(
 def baseline(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     progress("baseline: starting its ingest and one-task-per-event worker")
     port = stack.start_ingest("baseline-ingest", BASELINE_INGEST)
-    stack.start_worker("baseline-worker", "bench.baseline")
+    # Celery's default pool for the obvious design (one message per event costs about the
+    # same whatever the pool).
+    stack.start_worker("baseline-worker", "bench.baseline", pool="prefork")
     warm_up(stack, port, "bw")
     progress(f"baseline: {sizes.baseline_events} events as /v1/batch posts of 100")
     result = end_to_end(stack, port, "batch", "base", sizes.baseline_events)

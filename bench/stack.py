@@ -104,10 +104,10 @@ class Stack:
         self.ports[name] = port
         return port
 
-    def start_worker(self, name: str, app_module: str) -> int:
+    def start_worker(self, name: str, app_module: str, pool: str = "threads") -> int:
         # The Procfile's worker command, at a quieter log level.
-        args = [str(BIN / "celery"), "-A", app_module, "worker", "--concurrency=2",
-                "--loglevel=WARNING"]  # fmt: skip
+        args = [str(BIN / "celery"), "-A", app_module, "worker", f"--pool={pool}",
+                "--concurrency=2", "--loglevel=WARNING"]  # fmt: skip
         return self.procs.spawn(name, args, self.env).pid
 
     def main_pid(self, name: str) -> int:

@@ -237,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run ingest and a worker (and Redis, when REDIS_URL is unset)")
     run.add_argument("--port", type=int, default=None, help="ingest port (default: $PORT or 8000)")
-    run.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument(
+        "--concurrency", type=int, default=2, help="drain threads in the worker (default 2)"
+    )
     run.add_argument(
         "--data-dir", default=".pushwoosh-fleet", help="embedded Redis data, local key"
     )

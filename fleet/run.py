@@ -109,7 +109,7 @@ class Fleet:
             [
                 _bin("celery"), "-A", "worker", "worker",
                 "--loglevel", settings.log_level,
-                "--concurrency", str(self.concurrency),
+                "--pool", "threads", "--concurrency", str(self.concurrency),
                 "--hostname", f"fleet-{os.getpid()}@%h",
             ],
             env=self.env,

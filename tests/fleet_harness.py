@@ -95,11 +95,13 @@ class FleetProcesses:
         raise RuntimeError(f"ingest did not come up on {url}: {self.logs('ingest')}")
 
     def start_worker(
-        self, concurrency: int = 2, extra: list[str] | None = None
+        self, concurrency: int = 2, extra: list[str] | None = None, pool: str = "threads"
     ) -> subprocess.Popen[bytes]:
+        # The Procfile's worker (threads pool) unless a test asks for another pool.
         args = [
             str(BIN / "celery"), "-A", "worker", "worker", "--loglevel=INFO",
-            f"--concurrency={concurrency}", f"--hostname=w{len(self.processes)}-{os.getpid()}@%h",
+            f"--pool={pool}", f"--concurrency={concurrency}",
+            f"--hostname=w{len(self.processes)}-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle",
         ] + (extra or [])  # fmt: skip
         return self._spawn("worker", args, self.env)

@@ -105,11 +105,13 @@ def wait_all_accounted(
         time.sleep(0.2)
 
 
-def test_sigkill_mid_batch_loses_nothing(fleet, stub, redis_client, key_prefix) -> None:
+# The Procfile's threads pool, and Celery's default prefork pool (a main process and children).
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_sigkill_mid_batch_loses_nothing(fleet, stub, redis_client, key_prefix, pool) -> None:
     # Given a fleet whose Pushwoosh is a little slow, so batches are in flight
     stub.set_default(Reply(200, delay_s=0.02))
     url = fleet.start_ingest()
-    worker = fleet.start_worker(concurrency=2)
+    worker = fleet.start_worker(concurrency=2, pool=pool)
     accepted = post_batches(url, tracks(5000))
     assert len(accepted) == 5000
     # When the worker is killed with SIGKILL (main process and pool) mid-stream
@@ -119,7 +121,7 @@ def test_sigkill_mid_batch_loses_nothing(fleet, stub, redis_client, key_prefix) 
     delivered_before_restart = len(delivered_ids(stub))
     assert delivered_before_restart < 5000, "the kill came too late to test anything"
     # And a new worker starts
-    fleet.start_worker(concurrency=2)
+    fleet.start_worker(concurrency=2, pool=pool)
     # Then every accepted event is delivered at least once
     counts, dead = wait_all_accounted(stub, redis_client, key_prefix, accepted, timeout_s=90)
     assert not dead

@@ -105,9 +105,13 @@ def test_flower_shows_the_worker_and_its_drain_tasks_without_the_api_key(
     # When a worker delivers events
     worker = deliver_through_flower(fleet, stub, flower)
     # Then /api/workers has the worker, with its queue and the drain task registered
-    workers = flower.get("/api/workers", refresh="true")
-    assert workers.status_code == 200
-    info = workers.json()[worker]
+    # (asked again until it answers: an inspect broadcast in the worker's first seconds can
+    # miss Flower's one-second reply window)
+    info = wait_until(
+        lambda: flower.get("/api/workers", refresh="true").json().get(worker),
+        "Flower's refresh never reached the worker",
+        fleet,
+    )
     assert any(q["name"].endswith(".drain") for q in info["active_queues"])
     assert "pushwoosh_fleet.drain" in info["registered"]
     # And /api/tasks has the drain tasks that ran, succeeded, with their runtime

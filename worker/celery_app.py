@@ -9,8 +9,9 @@ Reliability settings, and why:
   with late acks, the Redis transport restores unacked messages when the broker connection drops,
   and in kombu 5.x that path can crash the worker ("Unrecoverable error: 'NoneType' object has no
   attribute 'hostname'") when Redis restarts, which would stop delivery instead of pausing it.
-- worker_prefetch_multiplier=1: a worker takes one drain task per free process, so shards are
-  spread over processes instead of queued behind each other.
+- worker_prefetch_multiplier=1: a worker takes one drain task per free pool slot (a thread in
+  the Procfile's threads pool), so shards are spread over workers instead of queued behind each
+  other.
 - visibility_timeout: an hour, far above a drain slice, so no task is redelivered while running.
 - worker_send_task_events / task_send_sent_event: Flower shows workers and tasks out of the box.
 """
