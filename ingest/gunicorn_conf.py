@@ -29,3 +29,17 @@ loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 # Request line and headers stay small; the body limit is enforced by the app.
 limit_request_line = 8190
 limit_request_fields = 100
+
+
+def post_worker_init(worker: object) -> None:
+    """Park everything loaded so far (imports, the app, its schemas) outside the collector.
+
+    Each event batch allocates thousands of objects, so full collections come often, and each
+    one walked every module's objects too: pauses of tens of ms that every request in flight
+    waited out. Frozen objects are never scanned (nor freed: they live as long as the process).
+    Measured at half of saturation, /v1/batch p99 fell from about 29 ms to 15 ms (mean of four
+    runs each).
+    """
+    import gc
+
+    gc.freeze()
