@@ -95,7 +95,14 @@ def wait_all_accounted(
     deadline = time.monotonic() + timeout_s
     while True:
         counts = collections.Counter(delivered_ids(stub))
-        dead = [m for letter in queue.iter() for m in letter.message_ids]
+        try:
+            dead = [m for letter in queue.iter() for m in letter.message_ids]
+        except redis.ConnectionError:
+            # Redis is failing over or restarting: ask again until the deadline
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
         missing = set(accepted) - set(counts) - set(dead)
         if not missing or time.monotonic() > deadline:
             assert not missing, (

@@ -68,6 +68,21 @@ class Sentinels:
     def url(self) -> str:
         return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.ports) + "/0"
 
+    def wait_until_converged(self, replicas: int = 1, timeout_s: float = 30) -> None:
+        """Until every sentinel knows the replica and its peers. Sentinels learn both from
+        periodic INFO and hello messages (every few seconds); a primary killed before that can
+        be failed over by some sentinels while others, still on the old view, hand the primary
+        role back to the restarted (empty) old primary, whose replica then resyncs from it."""
+        deadline = time.monotonic() + timeout_s
+        for port in self.ports:
+            client = redis.Redis(port=port, decode_responses=True)
+            while (
+                len(client.sentinel_slaves("mymaster")) < replicas
+                or len(client.sentinel_sentinels("mymaster")) < len(self.ports) - 1
+            ):
+                assert time.monotonic() < deadline, f"sentinel {port} did not converge"
+                time.sleep(0.1)
+
     def primary_port(self) -> int:
         _host, port = redis.Redis(port=self.ports[0]).sentinel_get_master_addr_by_name("mymaster")
         return int(port)
@@ -87,6 +102,7 @@ def replicated(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis, S
         extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
     ).start()
     sentinels = Sentinels(tmp_path, primary.port)
+    sentinels.wait_until_converged()
     yield primary, replica, sentinels
     sentinels.stop()
     replica.stop(kill=True)
