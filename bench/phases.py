@@ -23,6 +23,7 @@ from config.settings import load_settings
 FLEET_INGEST = "ingest.app:get_app()"
 BASELINE_INGEST = "bench.baseline:get_app()"
 CONNECTIONS = 8  # gunicorn: 2 processes x 4 threads (the Procfile defaults)
+SETTLE_S = 2.0  # after a saturating run, for the processes' buffered metrics and history
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +124,11 @@ def ingest_alone(stack: Stack, port: int, sizes: Sizes) -> dict[str, Any]:
             f"ingest alone: {route} {sat['rps']:.0f} req/s = {sat['eps']:.0f} events/s; "
             f"now {rate:.0f} req/s open loop for {sizes.latency_s:.0f} s"
         )
+        # Start the latency run from an empty Redis, as the other runs do: saturation leaves
+        # hundreds of thousands of queued events (near INGEST_MAX_QUEUED_EVENTS, which would
+        # refuse requests) and history records still being written.
+        stack.reset_keys()
+        time.sleep(SETTLE_S)
         load = paced(stack, port, route, f"half-{route}", rate, sizes.latency_s)
         out[route] = {"saturation": sat, "half": measure.latency(load["records"]) | {
             "rate_rps": rate}}  # fmt: skip

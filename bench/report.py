@@ -119,6 +119,11 @@ def table(results: dict[str, Any], mode: str) -> str:
     row("  drain rate (worker alone, first -> last receipt)",
         f"{bl['drain_events_per_s']:,.0f} events/s; {bl['delivered']:,} delivered")  # fmt: skip
     problems = []
+    for route in ("batch", "webhook"):
+        for run in ("saturation", "half"):
+            refused = int(ing[route][run]["errors"])
+            if refused:
+                problems.append(f"ingest alone, {route} at {run}: {refused} requests refused")
     for name, part in (("baseline", base), ("fleet batch", fl["batch"]),
                        ("fleet webhook", fl["webhook"]), ("lag run", lag)):  # fmt: skip
         if part["missing"] or part["errors"] or part["duplicates"]:
