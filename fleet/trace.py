@@ -105,13 +105,7 @@ class TraceBuffer(PipelineWriter):
 
     def add(self, message_id: str, step: str, t_ms: int | None = None, **fields: Any) -> None:
         t_ms = int(time.time() * 1000) if t_ms is None else t_ms
-        line = make_record(step, t_ms, **fields)
-        with self._lock:
-            self._pending.append((message_id, t_ms, line))
-            waiting = len(self._pending)
-            if waiting > MAX_PENDING_RECORDS:
-                del self._pending[: waiting - MAX_PENDING_RECORDS]
-        self._note_waiting(waiting - 1, waiting)
+        self.add_line(message_id, t_ms, make_record(step, t_ms, **fields))
 
     def add_line(self, message_id: str, t_ms: int, line: str) -> None:
         """Add a record made earlier with `make_record` (callers reuse one for many events)."""
