@@ -27,6 +27,8 @@ from worker.pushwoosh import Reply
 def dead_letter_reason(letter: DeadLetter) -> str:
     """A short, bounded label for why something was dead-lettered (the full reason is in the
     DLQ entry and the trace)."""
+    if letter.code:
+        return letter.code
     if letter.kind == "rejected":
         return "mapping_rejected" if letter.mapping or letter.action else "unreadable_event"
     if letter.reason.startswith("gave up"):

@@ -49,6 +49,7 @@ class DeadLetter:
     request: dict[str, Any] | None = None
     event: dict[str, Any] | None = None
     destination: str = "default"
+    code: str = ""  # a short, bounded reason label (mapping_rejected, mapping_error, ...)
     id: str = ""  # the stream entry id once stored
 
     def to_json(self) -> str:

@@ -260,9 +260,10 @@ class ShardDrainer:
                 event = fastjson.loads(fields["e"])
                 if not isinstance(event, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except (ValueError, RecursionError):
                 self._reject_unreadable(entry_id, fields["e"])
                 continue
+            # plan_calls turns whatever goes wrong with one event into a rejection of it.
             calls, rejections = plan_calls(event, self._rt.mappings, self._app_code)
             self._observer.on_mapped(event, entry_id, fields.get("src", ""), calls)
             for rejection in rejections:
@@ -467,6 +468,7 @@ class ShardDrainer:
             message_ids=[rejection.message_id],
             event=event,
             destination=self._rt.destination,
+            code=rejection.code,
         )
         keys = self._keys
         self._writes.append(lambda pipe: add_to_pipeline(pipe, keys, letter))

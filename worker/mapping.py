@@ -8,14 +8,17 @@ or a value of the wrong type rejects the event (recorded, never sent, never retr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
+import sys
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from config import fastjson
 from config.directives import ABSENT, compile_value, js_string
 from config.mappings import PROFILE_FIELDS, TRACK_EVENT, UPDATE_USER_PROFILE, FieldGetter, Mapping
 
@@ -61,6 +64,10 @@ class Rejection:
     action: str
     message_id: str
     reason: str
+    # "mapping_rejected": the event broke a rule of the contract (a required field missing, a
+    # wrong type); "mapping_error": mapping it raised something unexpected. Either way only
+    # this event is held back, and the drain goes on.
+    code: str = "mapping_rejected"
 
 
 def compile_fields(field_json: MappingABC[str, Any], where: str) -> dict[str, FieldGetter]:
@@ -101,12 +108,19 @@ def coerce_string(field: str, value: Any) -> str:
 
 # A decimal number, as Segment's validator accepts in a number field (no hex, no Infinity).
 _NUMERIC = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+_MAX_DOUBLE: Final = int(sys.float_info.max)
 
 
 def coerce_number(field: str, value: Any) -> int | float:
-    """Numbers as they are ("52.5" -> 52.5); integral values as ints, so 52.0 is written 52."""
+    """Numbers as they are ("52.5" -> 52.5); integral values as ints, so 52.0 is written 52.
+
+    Only finite doubles are numbers here, as in JavaScript: a 400-digit integer or "1e400" is
+    refused, not sent as infinity.
+    """
     if isinstance(value, str) and _NUMERIC.fullmatch(value):
         value = float(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_DOUBLE:
+        raise MappingRejected(f"{field} is out of range for a number: {str(value)[:40]}…")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise MappingRejected(f"{field} must be a number, got {_type_name(value)} {value!r}"[:200])
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
@@ -199,6 +213,10 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?P<fraction>\.\d+)?(
 # milliseconds (1e11 ms is March 1973). Real events fall far from the cut-off either way.
 EPOCH_MS_CUTOFF: Final = Decimal(10) ** 11
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# An epoch time must land in the years 1 to 9999 (what RFC 3339 can write), checked before any
+# arithmetic, so "9e2000000" is refused at once instead of overflowing.
+_MIN_EPOCH_MS: Final = Decimal(-62135596800000)
+_MAX_EPOCH_MS: Final = Decimal(253402300799999)
 
 
 def normalize_timestamp(value: Any) -> str:
@@ -228,13 +246,12 @@ def normalize_timestamp(value: Any) -> str:
 def _from_epoch(number: Decimal, text: str) -> str:
     if not number.is_finite():
         raise MappingRejected(f"timestamp is not a date: {text[:64]!r}")
-    millis = number if abs(number) >= EPOCH_MS_CUTOFF else number * 1000
-    try:
-        # Integer milliseconds on top of the epoch: exact, unlike a float division.
-        moment = _EPOCH + timedelta(milliseconds=int(millis))
-    except OverflowError as ex:
-        raise MappingRejected(f"timestamp out of range: {text[:64]!r}") from ex
-    return _rfc3339(moment)
+    # copy_abs and comparisons are exact; abs() and * would round into a decimal.Overflow.
+    millis = number if number.copy_abs() >= EPOCH_MS_CUTOFF else number * 1000
+    if not _MIN_EPOCH_MS <= millis <= _MAX_EPOCH_MS:
+        raise MappingRejected(f"timestamp out of range (years 1 to 9999): {text[:64]!r}")
+    # Integer milliseconds on top of the epoch: exact, unlike a float division.
+    return _rfc3339(_EPOCH + timedelta(milliseconds=int(millis)))
 
 
 def _parse_iso(text: str, original: Any) -> datetime:
@@ -246,7 +263,8 @@ def _parse_iso(text: str, original: Any) -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+    # The year by hand: strftime's %Y does not pad years below 1000 to four digits.
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
 
 
 # -- planning --------------------------------------------------------------------------------------
@@ -288,21 +306,41 @@ def plan_calls(
     calls: list[Call] = []
     rejections: list[Rejection] = []
     if event.get("type") == "delete":
-        try:
-            calls.append(map_delete(event))
-        except MappingRejected as ex:
-            rejections.append(Rejection("", DELETE_USER, _message_id(event), ex.reason))
+        make = functools.partial(map_delete, event)
+        _map_guarded(make, "", DELETE_USER, event, calls, rejections)
         return calls, rejections
     for mapping in mappings:
         if not mapping.enabled or not _triggers(mapping, event):
             continue
-        try:
-            calls.append(map_event(event, mapping, app_code))
-        except MappingRejected as ex:
-            rejections.append(
-                Rejection(mapping.name, mapping.action, _message_id(event), ex.reason)
-            )
+        make = functools.partial(map_event, event, mapping, app_code)
+        _map_guarded(make, mapping.name, mapping.action, event, calls, rejections)
     return calls, rejections
+
+
+def _map_guarded(
+    make: Callable[[], Call],
+    mapping: str,
+    action: str,
+    event: MappingABC[str, Any],
+    calls: list[Call],
+    rejections: list[Rejection],
+) -> None:
+    """One mapping of one event; whatever goes wrong holds back this call only.
+
+    The body is encoded once here too: an element that cannot become JSON must be refused on
+    its own, not break the request that would carry it and everything queued behind it.
+    """
+    try:
+        call = make()
+        fastjson.dumps(call.body)
+    except MappingRejected as ex:
+        rejections.append(Rejection(mapping, action, _message_id(event), ex.reason))
+        return
+    except Exception as ex:  # any input must end as a dead letter, never a stalled shard
+        reason = f"{type(ex).__name__}: {ex}"[:300]
+        rejections.append(Rejection(mapping, action, _message_id(event), reason, "mapping_error"))
+        return
+    calls.append(call)
 
 
 def _triggers(mapping: Mapping, event: MappingABC[str, Any]) -> bool:
