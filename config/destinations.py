@@ -8,6 +8,7 @@ destinations file (`DESTINATIONS_FILE`, YAML or JSON) lists them:
         api_key_env: PUSHWOOSH_IOS_API_KEY     # or api_key: "..." (prefer the env variable)
         application_code: ABCDE-12345
         write_keys_env: IOS_WRITE_KEYS         # or write_keys: [...]; comma list in the env
+        admin_keys_env: IOS_ADMIN_KEYS         # optional: keys that may also delete users
         shared_secret_env: IOS_WEBHOOK_SECRET  # optional, for X-Signature
         mappings_file: ios-mappings.yaml       # or mappings: [...] inline; default: the presets
         enable_batching: true
@@ -40,8 +41,9 @@ from config.settings import Secret, Settings
 
 _KEYS: Final = (
     "name", "api_key", "api_key_env", "application_code", "base_url", "write_keys",
-    "write_keys_env", "shared_secret_env", "mappings", "mappings_file", "enable_batching",
-    "shards", "max_requests_per_s", "max_events_per_s", "timeout_s",
+    "write_keys_env", "admin_keys", "admin_keys_env", "shared_secret_env", "mappings",
+    "mappings_file", "enable_batching", "shards", "max_requests_per_s", "max_events_per_s",
+    "timeout_s",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _APP_CODE = re.compile(r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}$")
@@ -56,6 +58,7 @@ class Destination:
     mappings: tuple[Mapping, ...]
     write_keys: tuple[Secret, ...]
     shared_secret: Secret | None
+    admin_keys: tuple[Secret, ...] = ()
 
 
 class _DestinationSchema(Schema):
@@ -74,6 +77,8 @@ class _DestinationSchema(Schema):
     base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
     write_keys = fields.List(fields.String(), load_default=None)
     write_keys_env = fields.String(load_default=None)
+    admin_keys = fields.List(fields.String(), load_default=None)
+    admin_keys_env = fields.String(load_default=None)
     shared_secret_env = fields.String(load_default=None)
     mappings = fields.Raw(load_default=None)
     mappings_file = fields.String(load_default=None)
@@ -142,6 +147,12 @@ def _one(
         if not listed:
             problems.append(f"{label}: write_keys_env: {data['write_keys_env']} is not set")
         keys += [k.strip() for k in listed.split(",") if k.strip()]
+    admin = list(data["admin_keys"] or [])
+    if data["admin_keys_env"]:
+        listed = env.get(data["admin_keys_env"], "")
+        if not listed:
+            problems.append(f"{label}: admin_keys_env: {data['admin_keys_env']} is not set")
+        admin += [k.strip() for k in listed.split(",") if k.strip()]
     secret = _env_secret(env, data["shared_secret_env"], f"{label}: shared_secret_env", problems)
     if not keys and secret is None and not base.ingest_allow_unauthenticated:
         problems.append(f"{label}: no write_keys and no shared_secret_env: nothing can send to it")
@@ -183,6 +194,7 @@ def _one(
         mappings=tuple(mappings),
         write_keys=tuple(Secret(k) for k in keys),
         shared_secret=secret,
+        admin_keys=tuple(Secret(k) for k in admin),
     )
 
 
@@ -195,6 +207,7 @@ def default_destination(settings: Settings) -> Destination:
         mappings=tuple(mappings_from_settings(settings)),
         write_keys=settings.ingest_write_keys,
         shared_secret=settings.ingest_shared_secret,
+        admin_keys=settings.ingest_admin_keys,
     )
 
 
@@ -222,13 +235,19 @@ def load_destinations(settings: Settings, env: MappingABC[str, str]) -> dict[str
             continue
         if destination.name in destinations:
             problems.append(f"destinations[{index}]: the name {destination.name!r} is used twice")
-        for key in destination.write_keys:
+        for key in (*destination.write_keys, *destination.admin_keys):
             owner = seen_keys.setdefault(key.reveal(), destination.name)
             if owner != destination.name:
                 problems.append(
-                    f'destinations[{index}] "{destination.name}": a write key is also '
+                    f'destinations[{index}] "{destination.name}": a key is also '
                     f'"{owner}"\'s; each key must route to one destination'
                 )
+        write_keys = {key.reveal() for key in destination.write_keys}
+        if any(key.reveal() in write_keys for key in destination.admin_keys):
+            problems.append(
+                f'destinations[{index}] "{destination.name}": an admin key may not also be a '
+                "write key: write keys ship inside apps"
+            )
         destinations[destination.name] = destination
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])

@@ -86,7 +86,9 @@ class Settings:
     redis_min_replicas_ack: int = 0
     shards: int = 1
     ingest_write_keys: tuple[Secret, ...] = ()
+    ingest_admin_keys: tuple[Secret, ...] = ()
     ingest_shared_secret: Secret | None = None
+    ingest_signature_scope: str = "body"
     ingest_allow_unauthenticated: bool = False
     ingest_max_event_bytes: int = 32 * 1024
     ingest_max_request_bytes: int = 500 * 1024
@@ -170,7 +172,15 @@ class _SettingsSchema(Schema):
     REDIS_MIN_REPLICAS_ACK = fields.Integer(load_default=0, validate=validate.Range(min=0, max=16))
     REDIS_KEY_PREFIX = fields.String(load_default="pwf", validate=validate.Length(min=1, max=40))
     INGEST_WRITE_KEYS = _CommaList(load_default="")
+    INGEST_ADMIN_KEYS = _CommaList(load_default="")
     INGEST_SHARED_SECRET = _SecretField(load_default=None)
+    INGEST_SIGNATURE_SCOPE = fields.String(
+        load_default="body",
+        validate=validate.OneOf(
+            ["body", "first-element"],
+            error='must be "body" (the signature covers the whole body) or "first-element"',
+        ),
+    )
     INGEST_ALLOW_UNAUTHENTICATED = _BoolField(load_default=False)
     INGEST_MAX_EVENT_BYTES = fields.Integer(load_default=32 * 1024, validate=_positive("integer"))
     INGEST_MAX_REQUEST_BYTES = fields.Integer(
@@ -211,6 +221,12 @@ class _SettingsSchema(Schema):
                 "PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE go together; set both or neither",
                 missing,
             )
+        shared = set(data.get("INGEST_ADMIN_KEYS") or ()) & set(data.get("INGEST_WRITE_KEYS") or ())
+        if shared:
+            raise ValidationError(
+                "an admin key may not also be a write key: write keys ship inside apps",
+                "INGEST_ADMIN_KEYS",
+            )
         if data.get("DRAIN_LEASE_S", 30.0) <= data.get("PUSHWOOSH_TIMEOUT_S", 10.0):
             raise ValidationError(
                 "must be longer than PUSHWOOSH_TIMEOUT_S, or a slow request loses its lease",
@@ -218,7 +234,9 @@ class _SettingsSchema(Schema):
             )
 
 
-_SECRET_NAMES = {"PUSHWOOSH_API_KEY", "INGEST_SHARED_SECRET", "INGEST_WRITE_KEYS"}
+_SECRET_NAMES = {
+    "PUSHWOOSH_API_KEY", "INGEST_SHARED_SECRET", "INGEST_WRITE_KEYS", "INGEST_ADMIN_KEYS",
+}  # fmt: skip
 
 
 def _describe(name: str, value: object, messages: object) -> str:
@@ -257,7 +275,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         redis_min_replicas_ack=data["REDIS_MIN_REPLICAS_ACK"],
         shards=data["PUSHWOOSH_SHARDS"],
         ingest_write_keys=tuple(Secret(k) for k in data["INGEST_WRITE_KEYS"]),
+        ingest_admin_keys=tuple(Secret(k) for k in data["INGEST_ADMIN_KEYS"]),
         ingest_shared_secret=data["INGEST_SHARED_SECRET"],
+        ingest_signature_scope=data["INGEST_SIGNATURE_SCOPE"],
         ingest_allow_unauthenticated=data["INGEST_ALLOW_UNAUTHENTICATED"],
         ingest_max_event_bytes=data["INGEST_MAX_EVENT_BYTES"],
         ingest_max_request_bytes=data["INGEST_MAX_REQUEST_BYTES"],

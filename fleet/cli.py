@@ -205,6 +205,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_delete_user(args: argparse.Namespace) -> int:
+    from fleet.deletion import DeletionError, delete_users, read_user_ids
+
+    destination = _destination(args)
+    try:
+        user_ids = read_user_ids(args.user_ids, args.file)
+    except OSError as ex:
+        print(f"delete-user: cannot read {args.file}: {ex.strerror}", file=sys.stderr)
+        return 2
+    if not user_ids:
+        print("delete-user: no user ids given (arguments or --file)", file=sys.stderr)
+        return 2
+    try:
+        queued = delete_users(_redis(destination.settings), destination, user_ids)
+    except DeletionError as ex:
+        print(f"delete-user: {ex}", file=sys.stderr)
+        return 1
+    print(
+        f"queued {queued} deletion(s) for destination {destination.name!r}: each is sent to "
+        "Pushwoosh after that user's events already queued"
+    )
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     import time
 
@@ -300,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--batch-size", type=int, default=100, help="events per request")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=cmd_replay)
+
+    delete = sub.add_parser(
+        "delete-user", help="delete users' Pushwoosh profiles (GDPR), after their queued events"
+    )
+    delete.add_argument("user_ids", nargs="*", help="Segment userIds to delete")
+    delete.add_argument("--file", help="a file of userIds, one per line (- for stdin)")
+    delete.add_argument("--destination", help="which destination (default: the first)")
+    delete.set_defaults(func=cmd_delete_user)
 
     metrics = sub.add_parser("metrics", help="serve the fleet-wide Prometheus metrics")
     metrics.add_argument("--port", type=int, default=9100)

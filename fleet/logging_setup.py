@@ -79,7 +79,7 @@ class RedactSecrets(logging.Filter):
 
 def secrets_of(settings: Settings) -> list[str]:
     values = [settings.pushwoosh_api_key, settings.ingest_shared_secret]
-    values += list(settings.ingest_write_keys)
+    values += [*settings.ingest_write_keys, *settings.ingest_admin_keys]
     return [value.reveal() for value in values if value]
 
 
@@ -87,6 +87,7 @@ def secrets_from_env(env: Mapping[str, str]) -> list[str]:
     """The secrets straight from the environment, for processes that log before validating it."""
     values = [env.get("PUSHWOOSH_API_KEY", ""), env.get("INGEST_SHARED_SECRET", "")]
     values += env.get("INGEST_WRITE_KEYS", "").split(",")
+    values += env.get("INGEST_ADMIN_KEYS", "").split(",")
     return [value.strip() for value in values if value.strip()]
 
 

@@ -27,10 +27,11 @@ import redis
 from config.redis_keys import DEFAULT_DESTINATION
 from config.settings import Settings, load_settings
 from ingest import events
-from ingest.auth import AuthConfig
+from ingest.auth import PRIVILEGED_METHODS, AuthConfig
 from ingest.errors import (
     DEFAULT_RETRY_AFTER_S,
     BadRequest,
+    Forbidden,
     IngestError,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -118,6 +119,7 @@ def get_app() -> App:
                 dataclasses.replace(
                     destination.settings,
                     ingest_write_keys=destination.write_keys,
+                    ingest_admin_keys=destination.admin_keys,
                     ingest_shared_secret=destination.shared_secret,
                 )
             ),
@@ -176,6 +178,15 @@ class _Ingest:
                 kind, body, received_at, self.new_message_id, limits=self.limits
             )
         req.context.event_count = len(parsed)
+        if routed.method not in PRIVILEGED_METHODS and any(
+            event.get("type") == "delete" for event in parsed
+        ):
+            # A profile deletion cannot be undone, and write keys ship inside apps: anyone can
+            # read one. Refused whole, so nothing of the request is stored.
+            raise Forbidden(
+                "deleting users needs an admin key (INGEST_ADMIN_KEYS) or a shared-secret "
+                "X-Signature over the whole body; a write key cannot delete"
+            )
         result = routed.publisher.publish(parsed, route)
         req.context.stored = True
         self.telemetry.published(route, parsed, result.accepted, result.duplicates)

@@ -1,7 +1,11 @@
-"""Who may post events: write keys (body, HTTP Basic, Bearer) and Segment's HMAC signature.
+"""Who may post events: write keys (body, HTTP Basic, Bearer), admin keys (Basic, Bearer) and
+Segment's HMAC signature.
 
-Pure: takes the headers, the raw body and the decoded body, and answers or raises
-`Unauthorized`. Every comparison is `hmac.compare_digest`, so timing tells nothing about a key.
+Pure: takes the headers, the raw body and the decoded body, and names the method that
+authenticated the request, or raises `Unauthorized`. Write keys are public (they ship inside
+apps), so the method also decides what a request may do: only an admin key or a signature over
+the whole body may delete users. Every comparison is `hmac.compare_digest`, so timing tells
+nothing about a key.
 """
 
 from __future__ import annotations
@@ -24,6 +28,20 @@ logger = logging.getLogger(__name__)
 _UNAUTHORIZED = "missing or invalid write key or signature"
 
 
+# How a request proved who sent it. Only the privileged ones may carry a `delete`: write keys
+# ship inside apps and web pages, and a first-element signature covers one element of a batch.
+WRITE_KEY_BODY = "write_key_body"
+WRITE_KEY_HEADER = "write_key_header"
+ADMIN_KEY = "admin_key"
+SIGNATURE = "signature"
+SIGNATURE_FIRST_ELEMENT = "signature_first_element"
+UNAUTHENTICATED = "unauthenticated"
+PRIVILEGED_METHODS = frozenset({ADMIN_KEY, SIGNATURE})
+
+SIGNATURE_SCOPE_BODY = "body"
+SIGNATURE_SCOPE_FIRST_ELEMENT = "first-element"
+
+
 @dataclasses.dataclass(frozen=True)
 class AuthConfig:
     """The accepted credentials, as bytes ready for constant-time comparison."""
@@ -31,24 +49,38 @@ class AuthConfig:
     write_keys: tuple[bytes, ...]
     shared_secret: bytes | None
     allow_unauthenticated: bool
+    admin_keys: tuple[bytes, ...] = ()
+    # "body": X-Signature must cover the whole body. "first-element": a JSON array may also be
+    # signed over its first element only, as Segment's Webhooks (Actions) batch mode signs.
+    signature_scope: str = SIGNATURE_SCOPE_BODY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthConfig:
         """Raise ConfigError when nothing would be accepted and that was not asked for."""
         keys = tuple(k.reveal().encode("utf-8") for k in settings.ingest_write_keys if k)
+        admin = tuple(k.reveal().encode("utf-8") for k in settings.ingest_admin_keys if k)
         secret = settings.ingest_shared_secret
         config = cls(
             write_keys=keys,
             shared_secret=secret.reveal().encode("utf-8") if secret else None,
             allow_unauthenticated=settings.ingest_allow_unauthenticated,
+            admin_keys=admin,
+            signature_scope=settings.ingest_signature_scope,
         )
-        if not (config.write_keys or config.shared_secret or config.allow_unauthenticated):
+        if not (
+            config.write_keys
+            or config.shared_secret
+            or config.admin_keys
+            or config.allow_unauthenticated
+        ):
             raise ConfigError(
                 [
                     "INGEST_WRITE_KEYS: set at least one write key, or INGEST_SHARED_SECRET, or "
                     "INGEST_ALLOW_UNAUTHENTICATED=true to accept events from anyone"
                 ]
             )
+        if set(config.admin_keys) & set(config.write_keys):
+            raise ConfigError(["INGEST_ADMIN_KEYS: an admin key may not also be a write key"])
         return config
 
 
@@ -60,21 +92,43 @@ def authenticate(
     raw_body: bytes,
     body: object,
 ) -> str:
-    """Name the method that authenticated the request, or raise Unauthorized."""
+    """Name the method that authenticated the request (see PRIVILEGED_METHODS), or raise
+    Unauthorized."""
+    if signature and config.shared_secret is not None:
+        scope = _signature_scope(config, signature, raw_body, body)
+        if scope is not None:
+            return scope
+    if authorization:
+        if config.admin_keys and _header_key_matches(config.admin_keys, authorization):
+            return ADMIN_KEY
+        if config.write_keys and _header_key_matches(config.write_keys, authorization):
+            return WRITE_KEY_HEADER
     if (
-        signature
-        and config.shared_secret is not None
-        and _signature_matches(config.shared_secret, signature, raw_body, body)
+        config.write_keys
+        and isinstance(body, dict)
+        and _key_matches(config.write_keys, body.get("writeKey"))
     ):
-        return "signature"
-    if config.write_keys:
-        if authorization and _header_key_matches(config.write_keys, authorization):
-            return "header"
-        if isinstance(body, dict) and _key_matches(config.write_keys, body.get("writeKey")):
-            return "body"
+        return WRITE_KEY_BODY
     if config.allow_unauthenticated:
-        return "unauthenticated"
+        return UNAUTHENTICATED
     raise Unauthorized(_UNAUTHORIZED)
+
+
+def _signature_scope(
+    config: AuthConfig, signature: str, raw_body: bytes, body: object
+) -> str | None:
+    """SIGNATURE when X-Signature covers the whole body; SIGNATURE_FIRST_ELEMENT when it covers
+    only an array's first element and the operator allowed that; else None."""
+    assert config.shared_secret is not None
+    given = signature.strip().lower().encode("ascii", "replace")
+    if hmac.compare_digest(sign(config.shared_secret, raw_body).encode("ascii"), given):
+        return SIGNATURE
+    if config.signature_scope != SIGNATURE_SCOPE_FIRST_ELEMENT:
+        return None
+    matched = False
+    for payload in _first_element_payloads(raw_body, body):
+        matched |= hmac.compare_digest(sign(config.shared_secret, payload).encode("ascii"), given)
+    return SIGNATURE_FIRST_ELEMENT if matched else None
 
 
 def sign(secret: bytes, payload: bytes) -> str:
@@ -110,22 +164,13 @@ def _header_key_matches(keys: tuple[bytes, ...], authorization: str) -> bool:
     return False
 
 
-def _signature_matches(secret: bytes, signature: str, raw_body: bytes, body: object) -> bool:
-    given = signature.strip().lower().encode("ascii", "replace")
-    matched = False
-    for payload in _signed_payloads(raw_body, body):
-        matched |= hmac.compare_digest(sign(secret, payload).encode("ascii"), given)
-    return matched
+def _first_element_payloads(raw_body: bytes, body: object) -> list[bytes]:
+    """What a Webhooks (Actions) batch signature may cover: the array's first element.
 
-
-def _signed_payloads(raw_body: bytes, body: object) -> list[bytes]:
-    """What the signature may cover: the whole body; for an array, its first element only.
-
-    Webhooks (Actions) in batch mode sign the JSON of the first element. That JSON is
-    re-serialised by the sender, so both its exact bytes in the body and the usual
+    That JSON is re-serialised by the sender, so both its exact bytes in the body and the usual
     serialisations of the decoded element are tried.
     """
-    payloads = [raw_body]
+    payloads: list[bytes] = []
     if isinstance(body, list) and body:
         first = body[0]
         raw_first = _first_element_bytes(raw_body)

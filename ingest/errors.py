@@ -47,6 +47,13 @@ class Unauthorized(IngestError):
     code = "unauthorized"
 
 
+class Forbidden(IngestError):
+    """Raised when a valid credential may not do what the request asks (a delete on a write key)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class UnsupportedMediaType(IngestError):
     """Raised when the Content-Type or Content-Encoding is not one ingest understands."""
 

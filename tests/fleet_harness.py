@@ -22,6 +22,7 @@ BIN = Path(sys.executable).parent
 API_KEY = "PW_API_TOKEN_abc123"
 APP_CODE = "ABCDE-12345"
 WRITE_KEY = "test-write-key"
+ADMIN_KEY = "test-admin-key"
 
 
 def fleet_env(
@@ -40,6 +41,7 @@ def fleet_env(
             "PUSHWOOSH_APPLICATION_CODE": APP_CODE,
             "PUSHWOOSH_BASE_URL": pushwoosh_url,
             "INGEST_WRITE_KEYS": WRITE_KEY,
+            "INGEST_ADMIN_KEYS": ADMIN_KEY,
             "PUMP_INTERVAL_S": "0.05",
             "PUSHWOOSH_TIMEOUT_S": "3",
             "DRAIN_LEASE_S": "8",

@@ -86,7 +86,7 @@ def test_every_problem_in_a_destinations_file_is_reported_at_once(tmp_path: Path
     assert "MISSING_VAR is not set" in text
     assert "'shrads'" in text and 'did you mean "shards"' in text
     assert "application_code: must look like ABCDE-12345" in text
-    assert '"c": a write key is also "e"\'s' in text
+    assert '"c": a key is also "e"\'s' in text
     assert "nothing can send to it" in text
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fleet_harness import API_KEY, APP_CODE, WRITE_KEY, FleetProcesses, fleet_env
+from tests.fleet_harness import ADMIN_KEY, API_KEY, APP_CODE, WRITE_KEY, FleetProcesses, fleet_env
 from tests.pushwoosh_stub import PushwooshStub
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,9 @@ def fleet_factory(
 
 def post(fleet: FleetProcesses, route: str, body: object) -> requests.Response:
     assert fleet.ingest_url
-    return requests.post(f"{fleet.ingest_url}{route}", json=body, auth=(WRITE_KEY, ""), timeout=10)
+    # A delete needs the admin key; everything else goes with the public write key.
+    key = ADMIN_KEY if isinstance(body, dict) and body.get("type") == "delete" else WRITE_KEY
+    return requests.post(f"{fleet.ingest_url}{route}", json=body, auth=(key, ""), timeout=10)
 
 
 def test_each_event_type_becomes_the_exact_pushwoosh_call(

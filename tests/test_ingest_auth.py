@@ -1,4 +1,4 @@
-"""Who may post: write key in the body, HTTP Basic, Bearer, and Segment's X-Signature."""
+"""Who may post: write key in the body, HTTP Basic, Bearer, admin keys, Segment's X-Signature."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ from ingest.errors import Unauthorized
 
 SECRET = b"shared-secret"
 CONFIG = auth.AuthConfig(
-    write_keys=(b"wk-one", b"wk-two"), shared_secret=SECRET, allow_unauthenticated=False
+    write_keys=(b"wk-one", b"wk-two"),
+    shared_secret=SECRET,
+    allow_unauthenticated=False,
+    admin_keys=(b"admin-one",),
+)
+FIRST_ELEMENT = auth.AuthConfig(
+    write_keys=(b"wk-one",),
+    shared_secret=SECRET,
+    allow_unauthenticated=False,
+    signature_scope="first-element",
 )
 EVENT = {"type": "track", "userId": "u", "event": "Café ordered"}
 
@@ -43,15 +52,18 @@ def check(
 @pytest.mark.parametrize(
     ("kwargs", "method"),
     [
-        ({"body": {**EVENT, "writeKey": "wk-one"}}, "body"),
-        ({"body": {"batch": [EVENT], "writeKey": "wk-two"}}, "body"),
-        ({"authorization": basic("wk-one:")}, "header"),
-        ({"authorization": basic("wk-two")}, "header"),
-        ({"authorization": basic("wk-one:ignored-password")}, "header"),
-        ({"authorization": "basic " + base64.b64encode(b"wk-one:").decode()}, "header"),
-        ({"authorization": "Bearer wk-two"}, "header"),
-        ({"authorization": "bearer   wk-one "}, "header"),
-        ({"authorization": "Bearer nope", "body": {**EVENT, "writeKey": "wk-one"}}, "body"),
+        ({"body": {**EVENT, "writeKey": "wk-one"}}, "write_key_body"),
+        ({"body": {"batch": [EVENT], "writeKey": "wk-two"}}, "write_key_body"),
+        ({"authorization": basic("wk-one:")}, "write_key_header"),
+        ({"authorization": basic("wk-two")}, "write_key_header"),
+        ({"authorization": basic("wk-one:ignored-password")}, "write_key_header"),
+        ({"authorization": "basic " + base64.b64encode(b"wk-one:").decode()}, "write_key_header"),
+        ({"authorization": "Bearer wk-two"}, "write_key_header"),
+        ({"authorization": "bearer   wk-one "}, "write_key_header"),
+        (
+            {"authorization": "Bearer nope", "body": {**EVENT, "writeKey": "wk-one"}},
+            "write_key_body",
+        ),
     ],
 )
 def test_write_keys_are_accepted_in_all_three_places(kwargs: dict[str, Any], method: str) -> None:
@@ -122,12 +134,60 @@ SECOND = {"type": "identify", "userId": "v", "traits": {"name": "Zoë"}}
         (json.dumps([EVENT, SECOND]).encode(), json.dumps(EVENT).encode()),
     ],
 )
-def test_signature_of_a_batch_covers_the_first_element(raw: bytes, signed: bytes) -> None:
+def test_signature_of_a_batch_covers_the_first_element_when_the_operator_allows_it(
+    raw: bytes, signed: bytes
+) -> None:
     body = json.loads(raw)
-    assert check(raw=raw, body=body, signature=auth.sign(SECRET, signed)) == "signature"
+    signature = auth.sign(SECRET, signed)
+    assert check(raw=raw, body=body, signature=signature, config=FIRST_ELEMENT) == (
+        "signature_first_element"
+    )
     second = json.dumps(body[1]).encode()
     with pytest.raises(Unauthorized):
-        check(raw=raw, body=body, signature=auth.sign(SECRET, second))
+        check(raw=raw, body=body, signature=auth.sign(SECRET, second), config=FIRST_ELEMENT)
+    # By default a signature must cover the whole body: a captured signed event A, re-sent as
+    # [A, anything], authenticates nothing.
+    with pytest.raises(Unauthorized):
+        check(raw=raw, body=body, signature=signature)
+
+
+def test_a_whole_body_signature_is_the_privileged_kind_in_either_scope() -> None:
+    raw = json.dumps([EVENT, SECOND]).encode()
+    body = json.loads(raw)
+    assert check(raw=raw, body=body, signature=auth.sign(SECRET, raw)) == "signature"
+    assert (
+        check(raw=raw, body=body, signature=auth.sign(SECRET, raw), config=FIRST_ELEMENT)
+        == "signature"
+    )
+    assert "signature" in auth.PRIVILEGED_METHODS
+    assert "signature_first_element" not in auth.PRIVILEGED_METHODS
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "method"),
+    [
+        ({"authorization": "Bearer admin-one"}, "admin_key"),
+        ({"authorization": basic("admin-one:")}, "admin_key"),
+        # an admin key in the body is not one: admin keys go in the Authorization header
+        (
+            {"body": {**EVENT, "writeKey": "wk-one"}, "authorization": "Bearer nope"},
+            "write_key_body",
+        ),
+    ],
+)
+def test_admin_keys_go_in_the_authorization_header(kwargs: dict[str, Any], method: str) -> None:
+    assert check(**kwargs) == method
+    assert (method in auth.PRIVILEGED_METHODS) == (method == "admin_key")
+
+
+def test_an_admin_key_in_the_body_is_not_accepted() -> None:
+    with pytest.raises(Unauthorized):
+        check(body={**EVENT, "writeKey": "admin-one"})
+
+
+def test_an_admin_key_may_not_also_be_a_write_key() -> None:
+    with pytest.raises(ConfigError, match="INGEST_ADMIN_KEYS"):
+        load_settings({"INGEST_WRITE_KEYS": "a,b", "INGEST_ADMIN_KEYS": "b"})
 
 
 def test_signature_is_not_checked_without_a_shared_secret() -> None:
@@ -172,11 +232,11 @@ def test_every_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     check(authorization="Bearer wk-two")
     # every configured key is compared, not just until the first match
-    assert [a for a, _ in calls] == [b"wk-one", b"wk-two"]
+    assert [a for a, _ in calls] == [b"admin-one", b"wk-one", b"wk-two"]
     calls.clear()
     raw = json.dumps([EVENT]).encode()
     check(raw=raw, body=[EVENT], signature=auth.sign(SECRET, raw))
-    assert len(calls) >= 2
+    assert len(calls) == 1
     calls.clear()
     with pytest.raises(Unauthorized):
         check(body={**EVENT, "writeKey": "nope"})
