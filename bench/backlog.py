@@ -1,6 +1,6 @@
 """Filling a large backlog straight into Redis, for when ingest over HTTP would take too long.
 
-It runs ingest's own publish script (`ingest.publish._PUBLISH_LUA`: backlog check, dedupe marker
+It runs ingest's own publish script (`store/lua/publish.lua`: backlog check, dedupe marker
 `SET NX EX`, `XADD` of the stored JSON), 1,000 events per call, so Redis holds exactly what ingest
 would have stored: the same stream entries and the same dedupe keys. Only HTTP, auth and the
 per-event validation are skipped.
@@ -18,7 +18,7 @@ from bench.events import USERS, batch_body, stored_event_json
 from config.redis_keys import RedisKeys, shard_for
 from config.settings import Settings
 from ingest.events import format_timestamp, parse_v1
-from ingest.publish import _PUBLISH_LUA
+from store import scripts
 
 CHUNK = 1000
 
@@ -34,9 +34,9 @@ def check_stored_format(tag: str) -> None:
 
 def fill_direct(client: redis.Redis, settings: Settings, tag: str, count: int) -> None:
     check_stored_format(tag)
-    keys = RedisKeys(settings.redis_key_prefix)
+    keys = RedisKeys(settings.redis_key_prefix, "default")
     streams = [keys.stream(shard) for shard in range(settings.shards)]
-    script = client.register_script(_PUBLISH_LUA)
+    script = scripts.script(client, "publish")
     received_at = format_timestamp(datetime.now(UTC))
     # The bench's own cap: a 1M backlog is the point here, not ingest's back-pressure.
     max_queued = max(settings.ingest_max_queued_events, 2 * count)

@@ -89,7 +89,7 @@ class Stack:
     def start_ingest(self, name: str, app_spec: str) -> int:
         port = free_port()
         env = {**self.env, "PORT": str(port)}
-        args = [str(BIN / "gunicorn"), "-c", "ingest/gunicorn_conf.py", app_spec]
+        args = [str(BIN / "gunicorn"), "-c", "python:ingest.gunicorn_conf", app_spec]
         self.procs.spawn(name, args, env)
         url = f"http://127.0.0.1:{port}/healthz"
 

@@ -34,10 +34,18 @@ from typing import Any, Final
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from config.errors import ConfigError
-from config.mapping_file import did_you_mean, load_mappings, load_mappings_from_data
+from config.mapping_file import (
+    did_you_mean,
+    load_mappings,
+    load_mappings_from_data,
+    mappings_from_settings,
+    read_mappings_file,
+)
 from config.mappings import Mapping
-from config.redis_keys import DEFAULT_DESTINATION
 from config.settings import Secret, Settings
+
+# The one destination made from the PUSHWOOSH_* and INGEST_* variables when there is no file.
+DEFAULT_DESTINATION: Final = "default"
 
 _KEYS: Final = (
     "name", "api_key", "api_key_env", "application_code", "base_url", "write_keys",
@@ -59,6 +67,12 @@ class Destination:
     write_keys: tuple[Secret, ...]
     shared_secret: Secret | None
     admin_keys: tuple[Secret, ...] = ()
+
+    def secrets(self) -> list[str]:
+        """Every secret this destination holds, for log masking."""
+        values = [*self.write_keys, *self.admin_keys, self.shared_secret]
+        values.append(self.settings.pushwoosh_api_key)
+        return [value.reveal() for value in values if value]
 
 
 class _DestinationSchema(Schema):
@@ -112,6 +126,81 @@ def _env_secret(
     return Secret(value)
 
 
+_OVERRIDES: Final = (
+    ("base_url", "pushwoosh_base_url"),
+    ("enable_batching", "pushwoosh_enable_batching"),
+    ("shards", "shards"),
+    ("max_requests_per_s", "rate_limit_requests_per_s"),
+    ("max_events_per_s", "rate_limit_events_per_s"),
+    ("timeout_s", "pushwoosh_timeout_s"),
+)
+
+
+def _label(raw: Any, index: int) -> str:
+    label = f"destinations[{index}]"
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        label += f' "{raw["name"]}"'
+    return label
+
+
+def _validated(raw: Any, label: str, problems: list[str]) -> dict[str, Any] | None:
+    """The entry's keys checked by the schema, or None (with the problems noted)."""
+    if not isinstance(raw, dict):
+        problems.append(f"{label}: must be a mapping of settings")
+        return None
+    for key in (k for k in raw if k not in _KEYS):
+        problems.append(f"{label}: unknown key {key!r}{did_you_mean(str(key), _KEYS)}")
+    try:
+        data: dict[str, Any] = _DestinationSchema().load(
+            {k: v for k, v in raw.items() if k in _KEYS}
+        )
+    except ValidationError as ex:
+        for key, messages in sorted(_messages(ex).items()):
+            problems.append(f"{label}: {key}: {'; '.join(map(str, messages))}")
+        return None
+    return data
+
+
+def _keys(
+    data: dict[str, Any], field: str, env: MappingABC[str, str], label: str, problems: list[str]
+) -> list[str]:
+    """A list of keys given inline (`field`) and/or as a comma list in `<field>_env`."""
+    keys = list(data[field] or [])
+    variable = data[field + "_env"]
+    if variable:
+        listed = env.get(variable, "")
+        if not listed:
+            problems.append(f"{label}: {field}_env: {variable} is not set")
+        keys += [k.strip() for k in listed.split(",") if k.strip()]
+    return keys
+
+
+def _settings(
+    base: Settings, data: dict[str, Any], api_key: Secret | None, enable_batching: bool | None
+) -> Settings:
+    overrides: dict[str, Any] = {
+        "pushwoosh_api_key": api_key,
+        "pushwoosh_application_code": data["application_code"],
+    }
+    for key, field in _OVERRIDES:
+        if data[key] is not None:
+            overrides[field] = data[key].rstrip("/") if key == "base_url" else data[key]
+    if enable_batching is not None:
+        overrides["pushwoosh_enable_batching"] = enable_batching
+    return dataclasses.replace(base, **overrides)
+
+
+def _mappings(data: dict[str, Any], settings: Settings, folder: Path, label: str) -> list[Mapping]:
+    if data["mappings"] is not None:
+        return load_mappings_from_data(
+            {"mappings": data["mappings"]}, settings.pushwoosh_enable_batching, f"{label}: mappings"
+        )
+    path = data["mappings_file"]
+    if path and not os.path.isabs(path):
+        path = str(folder / path)
+    return load_mappings(path, settings.pushwoosh_enable_batching)
+
+
 def _one(
     raw: Any,
     index: int,
@@ -119,21 +208,11 @@ def _one(
     env: MappingABC[str, str],
     folder: Path,
     problems: list[str],
+    enable_batching: bool | None,
 ) -> Destination | None:
-    label = f"destinations[{index}]"
-    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-        label += f' "{raw["name"]}"'
-    if not isinstance(raw, dict):
-        problems.append(f"{label}: must be a mapping of settings")
-        return None
-    unknown = [k for k in raw if k not in _KEYS]
-    for key in unknown:
-        problems.append(f"{label}: unknown key {key!r}{did_you_mean(str(key), _KEYS)}")
-    try:
-        data = _DestinationSchema().load({k: v for k, v in raw.items() if k in _KEYS})
-    except ValidationError as ex:
-        for key, messages in sorted(_messages(ex).items()):
-            problems.append(f"{label}: {key}: {'; '.join(map(str, messages))}")
+    label = _label(raw, index)
+    data = _validated(raw, label, problems)
+    if data is None:
         return None
     before = len(problems)
     api_key = _env_secret(env, data["api_key_env"], f"{label}: api_key_env", problems)
@@ -141,48 +220,14 @@ def _one(
         api_key = Secret(data["api_key"])
     if (api_key is None) != (data["application_code"] is None):
         problems.append(f"{label}: api_key (or api_key_env) and application_code go together")
-    keys = list(data["write_keys"] or [])
-    if data["write_keys_env"]:
-        listed = env.get(data["write_keys_env"], "")
-        if not listed:
-            problems.append(f"{label}: write_keys_env: {data['write_keys_env']} is not set")
-        keys += [k.strip() for k in listed.split(",") if k.strip()]
-    admin = list(data["admin_keys"] or [])
-    if data["admin_keys_env"]:
-        listed = env.get(data["admin_keys_env"], "")
-        if not listed:
-            problems.append(f"{label}: admin_keys_env: {data['admin_keys_env']} is not set")
-        admin += [k.strip() for k in listed.split(",") if k.strip()]
+    keys = _keys(data, "write_keys", env, label, problems)
+    admin = _keys(data, "admin_keys", env, label, problems)
     secret = _env_secret(env, data["shared_secret_env"], f"{label}: shared_secret_env", problems)
     if not keys and secret is None and not base.ingest_allow_unauthenticated:
         problems.append(f"{label}: no write_keys and no shared_secret_env: nothing can send to it")
-    overrides: dict[str, Any] = {
-        "pushwoosh_api_key": api_key,
-        "pushwoosh_application_code": data["application_code"],
-    }
-    for key, field in (
-        ("base_url", "pushwoosh_base_url"),
-        ("enable_batching", "pushwoosh_enable_batching"),
-        ("shards", "shards"),
-        ("max_requests_per_s", "rate_limit_requests_per_s"),
-        ("max_events_per_s", "rate_limit_events_per_s"),
-        ("timeout_s", "pushwoosh_timeout_s"),
-    ):
-        if data[key] is not None:
-            overrides[field] = data[key].rstrip("/") if key == "base_url" else data[key]
-    settings = dataclasses.replace(base, **overrides)
+    settings = _settings(base, data, api_key, enable_batching)
     try:
-        if data["mappings"] is not None:
-            mappings = load_mappings_from_data(
-                {"mappings": data["mappings"]},
-                settings.pushwoosh_enable_batching,
-                f"{label}: mappings",
-            )
-        else:
-            path = data["mappings_file"]
-            if path and not os.path.isabs(path):
-                path = str(folder / path)
-            mappings = load_mappings(path, settings.pushwoosh_enable_batching)
+        mappings = _mappings(data, settings, folder, label)
     except ConfigError as ex:
         problems.extend(f"{label}: {p}" for p in ex.problems)
         return None
@@ -199,8 +244,6 @@ def _one(
 
 
 def default_destination(settings: Settings) -> Destination:
-    from config.mapping_file import mappings_from_settings
-
     return Destination(
         name=DEFAULT_DESTINATION,
         settings=settings,
@@ -211,14 +254,20 @@ def default_destination(settings: Settings) -> Destination:
     )
 
 
-def load_destinations(settings: Settings, env: MappingABC[str, str]) -> dict[str, Destination]:
-    """Every destination by name; ConfigError lists every problem in the file at once."""
-    path = env.get("DESTINATIONS_FILE") or None
+def load_destinations(
+    settings: Settings, env: MappingABC[str, str], *, enable_batching: bool | None = None
+) -> dict[str, Destination]:
+    """Every destination by name; ConfigError lists every problem in the file at once.
+
+    `env` holds the variables the file names (`api_key_env`, ...). `enable_batching` overrides
+    every destination's batching default (`preview --batching`); None keeps them.
+    """
+    path = settings.destinations_file
     if path is None:
+        if enable_batching is not None:
+            settings = dataclasses.replace(settings, pushwoosh_enable_batching=enable_batching)
         only = default_destination(settings)
         return {only.name: only}
-    from config.mapping_file import read_mappings_file
-
     data = read_mappings_file(path)  # YAML or JSON by extension, errors name the file
     try:
         loaded = _FileSchema().load(data if isinstance(data, dict) else {})
@@ -230,25 +279,38 @@ def load_destinations(settings: Settings, env: MappingABC[str, str]) -> dict[str
     destinations: dict[str, Destination] = {}
     seen_keys: dict[str, str] = {}
     for index, raw in enumerate(loaded["destinations"]):
-        destination = _one(raw, index, settings, env, Path(path).parent, problems)
+        destination = _one(raw, index, settings, env, Path(path).parent, problems, enable_batching)
         if destination is None:
             continue
         if destination.name in destinations:
             problems.append(f"destinations[{index}]: the name {destination.name!r} is used twice")
-        for key in (*destination.write_keys, *destination.admin_keys):
-            owner = seen_keys.setdefault(key.reveal(), destination.name)
-            if owner != destination.name:
-                problems.append(
-                    f'destinations[{index}] "{destination.name}": a key is also '
-                    f'"{owner}"\'s; each key must route to one destination'
-                )
-        write_keys = {key.reveal() for key in destination.write_keys}
-        if any(key.reveal() in write_keys for key in destination.admin_keys):
-            problems.append(
-                f'destinations[{index}] "{destination.name}": an admin key may not also be a '
-                "write key: write keys ship inside apps"
-            )
+        problems += _key_problems(destination, f'destinations[{index}] "{destination.name}"',
+                                  seen_keys)  # fmt: skip
         destinations[destination.name] = destination
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return destinations
+
+
+def _key_problems(destination: Destination, label: str, seen_keys: dict[str, str]) -> list[str]:
+    """Each key routes to one destination, and no admin key is also a write key."""
+    problems = []
+    for key in (*destination.write_keys, *destination.admin_keys):
+        owner = seen_keys.setdefault(key.reveal(), destination.name)
+        if owner != destination.name:
+            problems.append(
+                f'{label}: a key is also "{owner}"\'s; each key must route to one destination'
+            )
+    write_keys = {key.reveal() for key in destination.write_keys}
+    if any(key.reveal() in write_keys for key in destination.admin_keys):
+        problems.append(f"{label}: an admin key may not also be a write key: write keys ship "
+                        "inside apps")  # fmt: skip
+    return problems
+
+
+def all_secrets(settings: Settings, destinations: MappingABC[str, Destination]) -> list[str]:
+    """Every secret of the settings and of every destination, for log masking."""
+    found = list(settings.secrets())
+    for destination in destinations.values():
+        found += destination.secrets()
+    return list(dict.fromkeys(found))

@@ -1,22 +1,33 @@
-"""Settings from the environment, validated with marshmallow once at start-up.
+"""Settings from the environment, declared once and validated once at start-up.
 
-`load_settings(env)` takes the environment as an argument (tests pass a dict) and reports
-every problem at once, each naming the variable and the bad value. Secrets are wrapped in
-`Secret`, whose repr and str are masked, so a Settings object can be logged safely.
+Each setting is declared once, as a field of `Settings`: its attribute, default, environment
+variable, how the variable is read and checked (a marshmallow field), and the line that
+documents it. The environment schema and the README's table are made from those declarations
+(`python -m config.settings` prints the table; a test keeps the README in step).
+
+`load_settings(env)` takes the environment as an argument (tests pass a dict) and reports every
+problem at once, each naming the variable. Secrets are wrapped in `Secret`, whose repr and str
+are masked, so a Settings object can be logged safely; every secret can also be given as a file
+(`NAME_FILE=/path`, the way container platforms mount secrets).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from config.errors import ConfigError
 
-DEFAULT_PUSHWOOSH_BASE_URL = "https://integration-segment.svc-nue.pushwoosh.com"
-MASK = "****"
+DEFAULT_PUSHWOOSH_BASE_URL: Final = "https://integration-segment.svc-nue.pushwoosh.com"
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+MASK: Final = "****"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_LEVEL_ALIASES: Final = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
 class Secret:
@@ -46,6 +57,9 @@ class Secret:
         return bool(self._value)
 
 
+# -- how variables are read ------------------------------------------------------------------------
+
+
 class _SecretField(fields.String):
     def _deserialize(  # type: ignore[override]
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
@@ -54,63 +68,271 @@ class _SecretField(fields.String):
         return Secret(text) if text else None
 
 
-class _BoolField(fields.Boolean):
-    truthy = {"true", "1", "yes", "on", "True", "TRUE"}
-    falsy = {"false", "0", "no", "off", "False", "FALSE", ""}
+class _SecretList(fields.String):
+    """A comma-separated list of secrets (write keys, admin keys)."""
 
-
-class _CommaList(fields.String):
     def _deserialize(  # type: ignore[override]
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> list[str]:
+    ) -> tuple[Secret, ...]:
         text = super()._deserialize(value, attr, data, **kwargs)
-        return [item.strip() for item in text.split(",") if item.strip()]
+        return tuple(Secret(item.strip()) for item in text.split(",") if item.strip())
+
+
+class _Bool(fields.Boolean):
+    truthy = {"true", "1", "yes", "on", "True", "TRUE"}
+    falsy = {"false", "0", "no", "off", "False", "FALSE"}
+
+
+class _Url(fields.Url):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return str(super()._deserialize(value, attr, data, **kwargs)).rstrip("/")
+
+
+class _LogLevel(fields.String):
+    """Any case, as gunicorn and Celery accept them: info, INFO, Warn..."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        level = super()._deserialize(value, attr, data, **kwargs).strip().upper()
+        level = _LOG_LEVEL_ALIASES.get(level, level)
+        if level not in LOG_LEVELS:
+            raise ValidationError(f"must be one of {', '.join(LOG_LEVELS)} (any case)")
+        return level
+
+
+def _positive(what: str) -> validate.Range:
+    return validate.Range(min=0, min_inclusive=False, error=f"must be a positive {what}")
+
+
+def _seconds() -> fields.Float:
+    return fields.Float(validate=_positive("number of seconds"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingSpec:
+    """What the environment says about one setting; held in the dataclass field's metadata."""
+
+    env: str
+    reader: fields.Field  # type: ignore[type-arg]
+    doc: str
+    shown_default: str | None  # for the README; None: the default itself
+    secret: bool  # masked in every log line; readable from NAME_FILE
+    from_file: bool  # may be given as NAME_FILE (every secret, and REDIS_URL)
+
+
+def setting(
+    env: str,
+    default: Any,
+    reader: fields.Field,  # type: ignore[type-arg]
+    doc: str,
+    *,
+    shown: str | None = None,
+    secret: bool = False,
+    from_file: bool = False,
+) -> Any:
+    """Declare one setting: a dataclass field whose metadata says how the environment sets it."""
+    spec = SettingSpec(env, reader, doc, shown, secret, from_file or secret)
+    return dataclasses.field(default=default, metadata={"spec": spec})
+
+
+# -- the table -------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every setting of the fleet. Built only by `load_settings`."""
+    """Every setting of the fleet. Built by `load_settings`; each field declares its variable."""
 
-    pushwoosh_api_key: Secret | None = None
-    pushwoosh_application_code: str | None = None
-    pushwoosh_base_url: str = DEFAULT_PUSHWOOSH_BASE_URL
-    pushwoosh_enable_batching: bool = False
-    pushwoosh_timeout_s: float = 10.0
-    pushwoosh_dry_run: bool = False
-    pushwoosh_mappings_file: str | None = None
-    batch_flush_delay_s: float = 1.0
-    batch_max_events: int = 100
-    redis_url: str | None = None
-    redis_key_prefix: str = "pwf"
-    redis_sentinel_master: str = "mymaster"
-    redis_min_replicas_ack: int = 0
-    shards: int = 1
-    ingest_write_keys: tuple[Secret, ...] = ()
-    ingest_admin_keys: tuple[Secret, ...] = ()
-    ingest_shared_secret: Secret | None = None
-    ingest_signature_scope: str = "body"
-    ingest_allow_unauthenticated: bool = False
-    ingest_max_event_bytes: int = 32 * 1024
-    ingest_max_request_bytes: int = 500 * 1024
-    ingest_max_batch_events: int = 2500
-    ingest_max_queued_events: int = 1_000_000
-    dedupe_window_s: int = 24 * 3600
-    retry_base_delay_s: float = 1.0
-    retry_max_delay_s: float = 300.0
-    retry_max_age_s: float = 4 * 3600.0
-    retry_max_attempts: int = 50
-    auth_failure_pause_s: float = 60.0
-    rate_limit_requests_per_s: float = 0.0
-    rate_limit_events_per_s: float = 0.0
-    rate_limit_recovery_per_s: float = 0.05
-    drain_slice_s: float = 10.0
-    drain_lease_s: float = 30.0
-    pump_interval_s: float = 0.2
-    port: int = 8000
-    log_level: str = "INFO"
-    log_format: str = "text"
-    trace_window_s: int = 24 * 3600
-    trace_max_events: int = 1_000_000
+    pushwoosh_api_key: Secret | None = setting(
+        "PUSHWOOSH_API_KEY", None, _SecretField(),
+        "Pushwoosh API key. Without it (and the app code) the fleet runs dry.", secret=True,
+    )  # fmt: skip
+    pushwoosh_application_code: str | None = setting(
+        "PUSHWOOSH_APPLICATION_CODE", None,
+        fields.String(validate=validate.Regexp(
+            r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}$",
+            error="must look like ABCDE-12345 (five letters or digits, a dash, five more)",
+        )),
+        "e.g. `ABCDE-12345`",
+    )  # fmt: skip
+    pushwoosh_base_url: str = setting(
+        "PUSHWOOSH_BASE_URL", DEFAULT_PUSHWOOSH_BASE_URL,
+        _Url(require_tld=False, schemes={"http", "https"}), "where requests go",
+    )  # fmt: skip
+    pushwoosh_enable_batching: bool = setting(
+        "PUSHWOOSH_ENABLE_BATCHING", False, _Bool(),
+        "the presets' \"Batch Data to Pushwoosh\" switch (Segment's preset default is off)",
+    )  # fmt: skip
+    batch_max_events: int = setting(
+        # 100 per request: Pushwoosh's limit for post-events.
+        "PUSHWOOSH_BATCH_MAX_EVENTS", 100, fields.Integer(validate=validate.Range(1, 100)),
+        "events per `post-events` request (1 to 100; 100 is Pushwoosh's limit)",
+    )  # fmt: skip
+    batch_flush_delay_s: float = setting(
+        "PUSHWOOSH_BATCH_FLUSH_DELAY_S", 1.0, fields.Float(validate=validate.Range(min=0, max=60)),
+        "a partial batch goes out once its oldest event waited this long",
+    )  # fmt: skip
+    pushwoosh_timeout_s: float = setting(
+        "PUSHWOOSH_TIMEOUT_S", 10.0, _seconds(), "per request",
+    )  # fmt: skip
+    pushwoosh_dry_run: bool = setting(
+        "PUSHWOOSH_DRY_RUN", False, _Bool(),
+        "log requests instead of sending them, even with credentials",
+    )  # fmt: skip
+    pushwoosh_mappings_file: str | None = setting(
+        "PUSHWOOSH_MAPPINGS_FILE", None, fields.String(),
+        "custom mappings (YAML or JSON); see [docs/mappings.md](docs/mappings.md)",
+    )  # fmt: skip
+    shards: int = setting(
+        "PUSHWOOSH_SHARDS", 1, fields.Integer(validate=validate.Range(1, 256)),
+        "streams per destination; events of one user always share a shard. Raise it to deliver "
+        "in parallel (see [Scaling](#scaling-out)). Set it the same on ingest and workers.",
+    )  # fmt: skip
+    destinations_file: str | None = setting(
+        "DESTINATIONS_FILE", None, fields.String(),
+        "several Pushwoosh apps in one fleet; see [Several destinations](#several-destinations)",
+    )  # fmt: skip
+    redis_url: str | None = setting(
+        "REDIS_URL", None,
+        fields.String(validate=validate.Regexp(
+            r"^(redis|rediss|unix|sentinel)://",
+            error="must start with redis://, rediss://, unix:// or sentinel://",
+        )),
+        "broker and event store; `sentinel://h1:26379;sentinel://h2:26379/0` for Sentinel",
+        shown=f"`{DEFAULT_REDIS_URL}` (`run`: embedded)", from_file=True,
+    )  # fmt: skip
+    redis_sentinel_master: str = setting(
+        "REDIS_SENTINEL_MASTER", "mymaster", fields.String(),
+        "the primary's name the sentinels monitor",
+    )  # fmt: skip
+    redis_min_replicas_ack: int = setting(
+        "REDIS_MIN_REPLICAS_ACK", 0, fields.Integer(validate=validate.Range(min=0, max=16)),
+        "ingest answers 200 only once this many replicas have the events (`WAIT`); 1 with "
+        "Sentinel",
+    )  # fmt: skip
+    redis_key_prefix: str = setting(
+        "REDIS_KEY_PREFIX", "pwf", fields.String(validate=validate.Length(min=1, max=40)),
+        "prefix of every key, of the Celery queue name (`pwf.drain`) and of Celery's own keys",
+    )  # fmt: skip
+    rate_limit_requests_per_s: float = setting(
+        "PUSHWOOSH_MAX_REQUESTS_PER_S", 0.0, fields.Float(validate=validate.Range(min=0)),
+        "a rate limit shared by every worker on every machine (0: none)",
+    )  # fmt: skip
+    rate_limit_events_per_s: float = setting(
+        "PUSHWOOSH_MAX_EVENTS_PER_S", 0.0, fields.Float(validate=validate.Range(min=0)),
+        "the same, counted in events (0: none)",
+    )  # fmt: skip
+    rate_limit_recovery_per_s: float = setting(
+        "RATE_LIMIT_RECOVERY_PER_S", 0.05, fields.Float(validate=validate.Range(min=0, max=1)),
+        "after a 429 halves the rate, it recovers by this share of the limit per second",
+    )  # fmt: skip
+    ingest_write_keys: tuple[Secret, ...] = setting(
+        "INGEST_WRITE_KEYS", (), _SecretList(),
+        "comma-separated write keys accepted by ingest (public: they ship inside apps)",
+        shown="—", secret=True,
+    )  # fmt: skip
+    ingest_admin_keys: tuple[Secret, ...] = setting(
+        "INGEST_ADMIN_KEYS", (), _SecretList(),
+        "comma-separated keys that may also delete users (never a write key); `Authorization` "
+        "header only, Bearer or Basic",
+        shown="—", secret=True,
+    )  # fmt: skip
+    ingest_shared_secret: Secret | None = setting(
+        "INGEST_SHARED_SECRET", None, _SecretField(), "HMAC-SHA1 secret for `X-Signature`",
+        secret=True,
+    )  # fmt: skip
+    ingest_signature_scope: str = setting(
+        "INGEST_SIGNATURE_SCOPE", "body",
+        fields.String(validate=validate.OneOf(
+            ["body", "first-element"],
+            error='must be "body" (the signature covers the whole body) or "first-element"',
+        )),
+        "`body`: `X-Signature` must cover the whole body. `first-element`: also accept Segment's "
+        "Webhooks (Actions) batch signature over the first element only (see "
+        "[Security](#security))",
+    )  # fmt: skip
+    ingest_allow_unauthenticated: bool = setting(
+        "INGEST_ALLOW_UNAUTHENTICATED", False, _Bool(),
+        "without a key or secret the web process refuses to start unless this is `true`",
+    )  # fmt: skip
+    ingest_max_event_bytes: int = setting(
+        "INGEST_MAX_EVENT_BYTES", 32 * 1024, fields.Integer(validate=_positive("integer")),
+        "Segment's limit per event; over it a request gets 413 naming the limit",
+    )  # fmt: skip
+    ingest_max_request_bytes: int = setting(
+        "INGEST_MAX_REQUEST_BYTES", 500 * 1024, fields.Integer(validate=_positive("integer")),
+        "Segment's limit per request (after gunzip)",
+    )  # fmt: skip
+    ingest_max_batch_events: int = setting(
+        "INGEST_MAX_BATCH_EVENTS", 2500, fields.Integer(validate=_positive("integer")),
+        "Segment's limit of events per batch",
+    )  # fmt: skip
+    ingest_max_queued_events: int = setting(
+        "INGEST_MAX_QUEUED_EVENTS", 1_000_000, fields.Integer(validate=_positive("integer")),
+        "above this backlog ingest answers 429 with `Retry-After`",
+    )  # fmt: skip
+    dedupe_window_s: int = setting(
+        "DEDUPE_WINDOW_S", 24 * 3600, fields.Integer(validate=validate.Range(min=0)),
+        "repeats of a `messageId` within this window are dropped (0 = off)",
+    )  # fmt: skip
+    retry_base_delay_s: float = setting(
+        "RETRY_BASE_DELAY_S", 1.0, _seconds(), "exponential back-off with full jitter: base",
+    )  # fmt: skip
+    retry_max_delay_s: float = setting(
+        "RETRY_MAX_DELAY_S", 300.0, _seconds(), "the longest single wait between attempts",
+    )  # fmt: skip
+    retry_max_age_s: float = setting(
+        "RETRY_MAX_AGE_S", 4 * 3600.0, _seconds(),
+        "a call is dead-lettered once its oldest event waited this long (4 h)",
+    )  # fmt: skip
+    retry_max_attempts: int = setting(
+        "RETRY_MAX_ATTEMPTS", 50, fields.Integer(validate=validate.Range(min=1)),
+        "...or after this many attempts",
+    )  # fmt: skip
+    auth_failure_pause_s: float = setting(
+        "AUTH_FAILURE_PAUSE_S", 60.0, _seconds(), "pause after a 401/403, doubling up to an hour",
+    )  # fmt: skip
+    drain_slice_s: float = setting(
+        "DRAIN_SLICE_S", 10.0, _seconds(), "how long a drain task keeps a shard",
+    )  # fmt: skip
+    drain_lease_s: float = setting(
+        "DRAIN_LEASE_S", 30.0, _seconds(),
+        "how long a dead drain task blocks its shard (longer than `PUSHWOOSH_TIMEOUT_S`)",
+    )  # fmt: skip
+    pump_interval_s: float = setting(
+        "PUMP_INTERVAL_S", 0.2, _seconds(), "how often each worker looks for shards with work",
+    )  # fmt: skip
+    port: int = setting(
+        "PORT", 8000, fields.Integer(validate=validate.Range(1, 65535)), "ingest port",
+    )  # fmt: skip
+    web_concurrency: int = setting(
+        "WEB_CONCURRENCY", 2, fields.Integer(validate=validate.Range(1, 256)),
+        "gunicorn processes serving ingest",
+    )  # fmt: skip
+    gunicorn_threads: int = setting(
+        "GUNICORN_THREADS", 4, fields.Integer(validate=validate.Range(1, 256)),
+        "threads per ingest process",
+    )  # fmt: skip
+    gunicorn_access_log: str | None = setting(
+        "GUNICORN_ACCESS_LOG", None, fields.String(),
+        "where gunicorn writes its access log (`-`: stderr); off when unset",
+    )  # fmt: skip
+    log_level: str = setting(
+        "LOG_LEVEL", "INFO", _LogLevel(),
+        "`debug`, `info`, `warning`, `error` or `critical`, any case; every process",
+    )  # fmt: skip
+    log_format: str = setting(
+        "LOG_FORMAT", "text", fields.String(validate=validate.OneOf(["text", "json"])),
+        "`json`: one JSON object per line (time, level, logger, message, extras); secrets are "
+        "masked in every format",
+    )  # fmt: skip
+    trace_window_s: int = setting(
+        "TRACE_WINDOW_S", 24 * 3600, fields.Integer(validate=validate.Range(min=0)),
+        "how long `pushwoosh-fleet trace` can look back (0 = no event history)",
+    )  # fmt: skip
+    trace_max_events: int = setting(
+        "TRACE_MAX_EVENTS", 1_000_000, fields.Integer(validate=_positive("integer")),
+        "at most this many events traced over the window (spread evenly over its hours), so "
+        "the history's memory is bounded; see [docs/operations.md](docs/operations.md)",
+    )  # fmt: skip
 
     @property
     def has_credentials(self) -> bool:
@@ -123,181 +345,158 @@ class Settings:
 
     @property
     def effective_redis_url(self) -> str:
-        return self.redis_url or "redis://127.0.0.1:6379/0"
+        return self.redis_url or DEFAULT_REDIS_URL
 
-    def redis_client(self, **kwargs: Any) -> Any:
-        """A client for REDIS_URL, direct or through Sentinel (config/redis_client.py)."""
-        from config.redis_client import make_redis
-
-        return make_redis(self.effective_redis_url, self.redis_sentinel_master, **kwargs)
-
-
-def _positive(what: str) -> validate.Range:
-    return validate.Range(min=0, min_inclusive=False, error=f"must be a positive {what}")
-
-
-class _SettingsSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    PUSHWOOSH_API_KEY = _SecretField(load_default=None)
-    PUSHWOOSH_APPLICATION_CODE = fields.String(
-        load_default=None,
-        validate=validate.Regexp(
-            r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}$",
-            error="must look like ABCDE-12345 (five letters or digits, a dash, five more)",
-        ),
-    )
-    PUSHWOOSH_BASE_URL = fields.Url(
-        load_default=DEFAULT_PUSHWOOSH_BASE_URL, require_tld=False, schemes={"http", "https"}
-    )
-    PUSHWOOSH_ENABLE_BATCHING = _BoolField(load_default=False)
-    PUSHWOOSH_TIMEOUT_S = fields.Float(load_default=10.0, validate=_positive("number of seconds"))
-    PUSHWOOSH_DRY_RUN = _BoolField(load_default=False)
-    PUSHWOOSH_MAPPINGS_FILE = fields.String(load_default=None)
-    PUSHWOOSH_BATCH_FLUSH_DELAY_S = fields.Float(
-        load_default=1.0, validate=validate.Range(min=0, max=60)
-    )
-    # 100 per request: Pushwoosh's limit for post-events.
-    PUSHWOOSH_BATCH_MAX_EVENTS = fields.Integer(load_default=100, validate=validate.Range(1, 100))
-    PUSHWOOSH_SHARDS = fields.Integer(load_default=1, validate=validate.Range(1, 256))
-    REDIS_URL = fields.String(
-        load_default=None,
-        validate=validate.Regexp(
-            r"^(redis|rediss|unix|sentinel)://",
-            error="must start with redis://, rediss://, unix:// or sentinel://",
-        ),
-    )
-    REDIS_SENTINEL_MASTER = fields.String(load_default="mymaster")
-    REDIS_MIN_REPLICAS_ACK = fields.Integer(load_default=0, validate=validate.Range(min=0, max=16))
-    REDIS_KEY_PREFIX = fields.String(load_default="pwf", validate=validate.Length(min=1, max=40))
-    INGEST_WRITE_KEYS = _CommaList(load_default="")
-    INGEST_ADMIN_KEYS = _CommaList(load_default="")
-    INGEST_SHARED_SECRET = _SecretField(load_default=None)
-    INGEST_SIGNATURE_SCOPE = fields.String(
-        load_default="body",
-        validate=validate.OneOf(
-            ["body", "first-element"],
-            error='must be "body" (the signature covers the whole body) or "first-element"',
-        ),
-    )
-    INGEST_ALLOW_UNAUTHENTICATED = _BoolField(load_default=False)
-    INGEST_MAX_EVENT_BYTES = fields.Integer(load_default=32 * 1024, validate=_positive("integer"))
-    INGEST_MAX_REQUEST_BYTES = fields.Integer(
-        load_default=500 * 1024, validate=_positive("integer")
-    )
-    INGEST_MAX_BATCH_EVENTS = fields.Integer(load_default=2500, validate=_positive("integer"))
-    INGEST_MAX_QUEUED_EVENTS = fields.Integer(load_default=1_000_000, validate=_positive("integer"))
-    DEDUPE_WINDOW_S = fields.Integer(load_default=24 * 3600, validate=validate.Range(min=0))
-    RETRY_BASE_DELAY_S = fields.Float(load_default=1.0, validate=_positive("number of seconds"))
-    RETRY_MAX_DELAY_S = fields.Float(load_default=300.0, validate=_positive("number of seconds"))
-    RETRY_MAX_AGE_S = fields.Float(load_default=4 * 3600.0, validate=_positive("number of seconds"))
-    RETRY_MAX_ATTEMPTS = fields.Integer(load_default=50, validate=validate.Range(min=1))
-    PUSHWOOSH_MAX_REQUESTS_PER_S = fields.Float(load_default=0.0, validate=validate.Range(min=0))
-    PUSHWOOSH_MAX_EVENTS_PER_S = fields.Float(load_default=0.0, validate=validate.Range(min=0))
-    RATE_LIMIT_RECOVERY_PER_S = fields.Float(
-        load_default=0.05, validate=validate.Range(min=0, max=1)
-    )
-    AUTH_FAILURE_PAUSE_S = fields.Float(load_default=60.0, validate=_positive("number of seconds"))
-    DRAIN_SLICE_S = fields.Float(load_default=10.0, validate=_positive("number of seconds"))
-    DRAIN_LEASE_S = fields.Float(load_default=30.0, validate=_positive("number of seconds"))
-    PUMP_INTERVAL_S = fields.Float(load_default=0.2, validate=_positive("number of seconds"))
-    PORT = fields.Integer(load_default=8000, validate=validate.Range(1, 65535))
-    LOG_LEVEL = fields.String(
-        load_default="INFO",
-        validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]),
-    )
-    LOG_FORMAT = fields.String(load_default="text", validate=validate.OneOf(["text", "json"]))
-    TRACE_WINDOW_S = fields.Integer(load_default=24 * 3600, validate=validate.Range(min=0))
-    TRACE_MAX_EVENTS = fields.Integer(load_default=1_000_000, validate=_positive("integer"))
-
-    @validates_schema(skip_on_field_errors=False)
-    def _check_together(self, data: dict[str, Any], **_: Any) -> None:
-        has_key = data.get("PUSHWOOSH_API_KEY") is not None
-        has_code = data.get("PUSHWOOSH_APPLICATION_CODE") is not None
-        if has_key != has_code:
-            missing = "PUSHWOOSH_APPLICATION_CODE" if has_key else "PUSHWOOSH_API_KEY"
-            raise ValidationError(
-                "PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE go together; set both or neither",
-                missing,
-            )
-        shared = set(data.get("INGEST_ADMIN_KEYS") or ()) & set(data.get("INGEST_WRITE_KEYS") or ())
-        if shared:
-            raise ValidationError(
-                "an admin key may not also be a write key: write keys ship inside apps",
-                "INGEST_ADMIN_KEYS",
-            )
-        if data.get("DRAIN_LEASE_S", 30.0) <= data.get("PUSHWOOSH_TIMEOUT_S", 10.0):
-            raise ValidationError(
-                "must be longer than PUSHWOOSH_TIMEOUT_S, or a slow request loses its lease",
-                "DRAIN_LEASE_S",
-            )
+    def secrets(self) -> list[str]:
+        """Every secret value in these settings (and Redis' password), for log masking."""
+        found: list[str] = []
+        for spec_field in dataclasses.fields(self):
+            if not spec_of(spec_field).secret:
+                continue
+            value = getattr(self, spec_field.name)
+            values = value if isinstance(value, tuple) else (value,)
+            found += [v.reveal() if isinstance(v, Secret) else v for v in values if v]
+        for part in (self.redis_url or "").split(";"):
+            password = urlsplit(part.strip()).password
+            if password:
+                found.append(unquote(password))
+        return found
 
 
-_SECRET_NAMES = {
-    "PUSHWOOSH_API_KEY", "INGEST_SHARED_SECRET", "INGEST_WRITE_KEYS", "INGEST_ADMIN_KEYS",
-}  # fmt: skip
+def spec_of(field: dataclasses.Field[Any]) -> SettingSpec:
+    spec = field.metadata["spec"]
+    assert isinstance(spec, SettingSpec)
+    return spec
+
+
+SPECS: Final[dict[str, tuple[str, SettingSpec]]] = {
+    spec_of(f).env: (f.name, spec_of(f)) for f in dataclasses.fields(Settings)
+}
+_SCHEMA: Final = Schema.from_dict({env: spec.reader for env, (_, spec) in SPECS.items()})()
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+FILE_SUFFIX: Final = "_FILE"
 
 
 def _describe(name: str, value: object, messages: object) -> str:
     text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
-    if name in _SECRET_NAMES or value is None:
+    secret = name in SPECS and SPECS[name][1].secret
+    if secret or value is None:
         return f"{name}: {text}"
     return f"{name}={value!r}: {text}"
 
 
+def _read_secret_files(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """`NAME_FILE=/run/secrets/x` gives NAME the file's content (a final newline dropped)."""
+    values: dict[str, str] = {}
+    for name, (_, spec) in SPECS.items():
+        path = env.get(name + FILE_SUFFIX, "")
+        if not spec.from_file or not path:
+            continue
+        if env.get(name, ""):
+            problems.append(f"{name}{FILE_SUFFIX}: set {name} or {name}{FILE_SUFFIX}, not both")
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values[name] = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as ex:
+            reason = ex.strerror if isinstance(ex, OSError) and ex.strerror else str(ex)
+            problems.append(f"{name}{FILE_SUFFIX}: cannot read {path}: {reason}")
+    return values
+
+
+def _check_together(values: Mapping[str, Any], problems: list[str]) -> None:
+    if (values["pushwoosh_api_key"] is None) != (values["pushwoosh_application_code"] is None):
+        missing = (
+            "PUSHWOOSH_APPLICATION_CODE" if values["pushwoosh_api_key"] else "PUSHWOOSH_API_KEY"
+        )
+        problems.append(
+            f"{missing}: PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE go together; set both "
+            "or neither"
+        )
+    if set(values["ingest_admin_keys"]) & set(values["ingest_write_keys"]):
+        problems.append(
+            "INGEST_ADMIN_KEYS: an admin key may not also be a write key: write keys ship "
+            "inside apps"
+        )
+    if values["drain_lease_s"] <= values["pushwoosh_timeout_s"]:
+        problems.append(
+            "DRAIN_LEASE_S: must be longer than PUSHWOOSH_TIMEOUT_S, or a slow request loses "
+            "its lease"
+        )
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate the environment into Settings, or raise ConfigError listing every problem."""
-    relevant = {k: v for k, v in env.items() if k in _SettingsSchema().fields}
+    problems: list[str] = []
     # An empty variable means "not set", as in most twelve-factor tooling.
-    relevant = {
-        k: v for k, v in relevant.items() if v != "" or k.endswith("_ALLOW_UNAUTHENTICATED")
-    }
+    given = {k: v for k, v in env.items() if k in SPECS and v != ""}
+    given.update(_read_secret_files(env, problems))
     try:
-        data = _SettingsSchema().load(relevant)
+        loaded: dict[str, Any] = _SCHEMA.load(given)
     except ValidationError as ex:
         messages = ex.messages if isinstance(ex.messages, dict) else {"_": ex.messages}
-        problems = [_describe(name, relevant.get(name), msgs) for name, msgs in messages.items()]
-        raise ConfigError(sorted(problems)) from ex
-    return Settings(
-        pushwoosh_api_key=data["PUSHWOOSH_API_KEY"],
-        pushwoosh_application_code=data["PUSHWOOSH_APPLICATION_CODE"],
-        pushwoosh_base_url=data["PUSHWOOSH_BASE_URL"].rstrip("/"),
-        pushwoosh_enable_batching=data["PUSHWOOSH_ENABLE_BATCHING"],
-        pushwoosh_timeout_s=data["PUSHWOOSH_TIMEOUT_S"],
-        pushwoosh_dry_run=data["PUSHWOOSH_DRY_RUN"],
-        pushwoosh_mappings_file=data["PUSHWOOSH_MAPPINGS_FILE"],
-        batch_flush_delay_s=data["PUSHWOOSH_BATCH_FLUSH_DELAY_S"],
-        batch_max_events=data["PUSHWOOSH_BATCH_MAX_EVENTS"],
-        redis_url=data["REDIS_URL"],
-        redis_key_prefix=data["REDIS_KEY_PREFIX"],
-        redis_sentinel_master=data["REDIS_SENTINEL_MASTER"],
-        redis_min_replicas_ack=data["REDIS_MIN_REPLICAS_ACK"],
-        shards=data["PUSHWOOSH_SHARDS"],
-        ingest_write_keys=tuple(Secret(k) for k in data["INGEST_WRITE_KEYS"]),
-        ingest_admin_keys=tuple(Secret(k) for k in data["INGEST_ADMIN_KEYS"]),
-        ingest_shared_secret=data["INGEST_SHARED_SECRET"],
-        ingest_signature_scope=data["INGEST_SIGNATURE_SCOPE"],
-        ingest_allow_unauthenticated=data["INGEST_ALLOW_UNAUTHENTICATED"],
-        ingest_max_event_bytes=data["INGEST_MAX_EVENT_BYTES"],
-        ingest_max_request_bytes=data["INGEST_MAX_REQUEST_BYTES"],
-        ingest_max_batch_events=data["INGEST_MAX_BATCH_EVENTS"],
-        ingest_max_queued_events=data["INGEST_MAX_QUEUED_EVENTS"],
-        dedupe_window_s=data["DEDUPE_WINDOW_S"],
-        retry_base_delay_s=data["RETRY_BASE_DELAY_S"],
-        retry_max_delay_s=data["RETRY_MAX_DELAY_S"],
-        retry_max_age_s=data["RETRY_MAX_AGE_S"],
-        retry_max_attempts=data["RETRY_MAX_ATTEMPTS"],
-        auth_failure_pause_s=data["AUTH_FAILURE_PAUSE_S"],
-        rate_limit_requests_per_s=data["PUSHWOOSH_MAX_REQUESTS_PER_S"],
-        rate_limit_events_per_s=data["PUSHWOOSH_MAX_EVENTS_PER_S"],
-        rate_limit_recovery_per_s=data["RATE_LIMIT_RECOVERY_PER_S"],
-        drain_slice_s=data["DRAIN_SLICE_S"],
-        drain_lease_s=data["DRAIN_LEASE_S"],
-        pump_interval_s=data["PUMP_INTERVAL_S"],
-        port=data["PORT"],
-        log_level=data["LOG_LEVEL"],
-        log_format=data["LOG_FORMAT"],
-        trace_window_s=data["TRACE_WINDOW_S"],
-        trace_max_events=data["TRACE_MAX_EVENTS"],
-    )
+        problems += [_describe(name, given.get(name), msgs) for name, msgs in messages.items()]
+        loaded = {}
+    values = {attr: loaded.get(env_name, _default(attr)) for env_name, (attr, _) in SPECS.items()}
+    if not problems:
+        _check_together(values, problems)
+    if problems:
+        raise ConfigError(sorted(problems))
+    return Settings(**values)
+
+
+def _default(attr: str) -> Any:
+    return next(f.default for f in dataclasses.fields(Settings) if f.name == attr)
+
+
+# -- the README's table ----------------------------------------------------------------------------
+
+README_TABLE_START: Final = "<!-- settings-table:start (python -m config.settings) -->"
+README_TABLE_END: Final = "<!-- settings-table:end -->"
+
+
+def _shown(default: Any) -> str:
+    if default is None or default == ():
+        return "—"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, int) and default >= 10_000:
+        return f"`{default:_}`".replace("_", ",")
+    return f"`{default}`"
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, in declaration order."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in dataclasses.fields(Settings):
+        spec = spec_of(field)
+        shown = spec.shown_default if spec.shown_default is not None else _shown(field.default)
+        doc = spec.doc + (f" Also `{spec.env}_FILE`." if spec.from_file else "")
+        lines.append(f"| `{spec.env}` | {shown} | {doc} |")
+    return "\n".join(lines)
+
+
+def readme_with_table(readme: str) -> str:
+    """The README text with its settings table replaced by the current one."""
+    start = readme.index(README_TABLE_START) + len(README_TABLE_START)
+    end = readme.index(README_TABLE_END)
+    return readme[:start] + "\n" + settings_table() + "\n" + readme[end:]
+
+
+def main(argv: list[str], write: Callable[[str], object] = sys.stdout.write) -> int:
+    """`python -m config.settings [--write-readme README.md]`: print or refresh the table."""
+    if len(argv) == 2 and argv[0] == "--write-readme":
+        with open(argv[1], encoding="utf-8") as handle:
+            text = handle.read()
+        with open(argv[1], "w", encoding="utf-8") as handle:
+            handle.write(readme_with_table(text))
+        return 0
+    write(settings_table() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

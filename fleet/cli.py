@@ -1,4 +1,9 @@
-"""`pushwoosh-fleet`: run the fleet, preview mappings, check credentials and config, the DLQ."""
+"""`pushwoosh-fleet`: run the fleet, preview mappings, check credentials and config, the DLQ.
+
+Every command that acts for a destination takes `--destination`; without it, commands that read
+(status, metrics) cover every destination of the destinations file, and commands that act
+(preview, ping, dlq, replay, delete-user) use the only destination or ask which one.
+"""
 
 from __future__ import annotations
 
@@ -7,52 +12,79 @@ import json
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import redis
+import requests
+
+from config.destinations import Destination, all_secrets, load_destinations
 from config.errors import ConfigError
+from config.redis_keys import RedisKeys, celery_queue
 from config.settings import Settings, load_settings
+from fleet.deletion import DeletionError, delete_users, read_user_ids
+from fleet.describe import check_config
+from fleet.dlq_cli import run_dlq
+from fleet.preview import PreviewInputError, preview, read_events
+from fleet.replay import ReplayError, replay_file
+from fleet.run import run_fleet
+from fleet.status import celery_workers, format_status, read_status
+from store.client import redis_for
+from telemetry.logs import configure_logging
+from telemetry.metrics import Target, serve
+from telemetry.trace import describe, lookup
+from worker.wire import PING_PATH, Endpoint, ping_body
 
 
 def _settings() -> Settings:
     return load_settings(os.environ)
 
 
-def _destination(args: argparse.Namespace) -> Any:
-    """The destination a command is about: --destination, or the only/first one."""
-    from config.destinations import load_destinations
+def _destinations(
+    settings: Settings, *, enable_batching: bool | None = None
+) -> dict[str, Destination]:
+    return load_destinations(settings, os.environ, enable_batching=enable_batching)
 
-    destinations = load_destinations(_settings(), os.environ)
+
+def _chosen(args: argparse.Namespace, destinations: dict[str, Destination]) -> list[Destination]:
+    """--destination NAME, or every destination."""
     name = getattr(args, "destination", None)
     if name is None:
-        return next(iter(destinations.values()))
+        return list(destinations.values())
     if name not in destinations:
         raise ConfigError(
             [f"--destination: no destination {name!r}; there are {sorted(destinations)}"]
         )
-    return destinations[name]
+    return [destinations[name]]
+
+
+def _one(args: argparse.Namespace, destinations: dict[str, Destination]) -> Destination:
+    """The destination a command acts for: --destination, or the only one there is."""
+    chosen = _chosen(args, destinations)
+    if len(chosen) > 1:
+        raise ConfigError(
+            [f"--destination: this fleet has several destinations ({', '.join(destinations)}); "
+             "say which one"]
+        )  # fmt: skip
+    return chosen[0]
 
 
 def _configure_logging() -> None:
-    from fleet.logging_setup import configure_logging
-
     try:
-        configure_logging(_settings())
+        settings = _settings()
+        configure_logging(settings, all_secrets(settings, _destinations(settings)))
     except ConfigError:  # the command reports the bad settings itself
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _redis(settings: Settings) -> redis.Redis:
+    return redis_for(settings, decode_responses=True, socket_connect_timeout=5)
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
-    from config.mapping_file import mappings_from_settings
-    from fleet.preview import PreviewInputError, preview, read_events
-
-    destination = _destination(args)
-    settings = destination.settings
-    mappings = list(destination.mappings)
-    if args.batching is not None:
-        import dataclasses
-
-        settings = dataclasses.replace(settings, pushwoosh_enable_batching=args.batching == "on")
-        mappings = mappings_from_settings(settings)
+    batching = None if args.batching is None else args.batching == "on"
+    destination = _one(args, _destinations(_settings(), enable_batching=batching))
     if args.file in (None, "-"):
         text = sys.stdin.read()
     else:
@@ -63,82 +95,68 @@ def cmd_preview(args: argparse.Namespace) -> int:
     except PreviewInputError as ex:
         print(f"preview: {ex}", file=sys.stderr)
         return 2
-    result = preview(events, mappings, settings, show_secrets=args.show_secrets)
+    result = preview(
+        events, destination.mappings, destination.settings, show_secrets=args.show_secrets
+    )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 
-def cmd_ping(_: argparse.Namespace) -> int:
-    import requests
+def cmd_ping(args: argparse.Namespace) -> int:
+    worst = 0
+    for destination in _chosen(args, _destinations(_settings())):
+        worst = max(worst, _ping(destination))
+    return worst
 
-    from worker.wire import USER_AGENT, build_http_request, ping_body
 
-    settings = _settings()
+def _ping(destination: Destination) -> int:
+    settings, name = destination.settings, destination.name
     if not settings.has_credentials:
-        print("ping: no credentials: set PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE")
+        print(f"{name}: no credentials: set its API key and application code")
         return 2
-    http = build_http_request(
-        "ping",
-        ping_body(),
-        base_url=settings.pushwoosh_base_url,
-        api_key=settings.pushwoosh_api_key,
-        app_code=settings.pushwoosh_application_code,
-        user_agent=USER_AGENT,
-        reveal_secrets=True,
-    )
+    http = Endpoint.of(settings).request(PING_PATH, ping_body(), reveal_secrets=True)
     try:
         response = requests.post(
             http.url, json=http.json, headers=http.headers, timeout=settings.pushwoosh_timeout_s
         )
     except requests.RequestException as ex:
-        print(f"ping: cannot reach {settings.pushwoosh_base_url}: {type(ex).__name__}")
+        print(f"{name}: cannot reach {settings.pushwoosh_base_url}: {type(ex).__name__}")
         return 1
     if 200 <= response.status_code < 300:
         print(
-            f"credentials OK: Pushwoosh accepted the API key for application "
+            f"{name}: credentials OK: Pushwoosh accepted the API key for application "
             f"{settings.pushwoosh_application_code} (HTTP {response.status_code})"
         )
         return 0
     print(
-        f"credentials REJECTED: HTTP {response.status_code} {response.text[:300].strip()}"
-        " — check PUSHWOOSH_API_KEY and PUSHWOOSH_APPLICATION_CODE"
+        f"{name}: credentials REJECTED: HTTP {response.status_code} "
+        f"{response.text[:300].strip()} — check the API key and application code"
     )
     return 1
 
 
 def cmd_check_config(_: argparse.Namespace) -> int:
-    from config.describe import check_config
-
     code, text = check_config(os.environ)
     print(text)
     return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fleet.run import run_fleet
-
     return run_fleet(args.port, args.concurrency, args.data_dir)
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from fleet.dlq_cli import run_dlq
-
-    destination = _destination(args)
-    return run_dlq(args, destination.settings, destination.name)
-
-
-def _redis(settings: Settings) -> Any:
-    return settings.redis_client(decode_responses=True, socket_connect_timeout=5)
+    settings = _settings()
+    destination = _one(args, _destinations(settings))
+    return run_dlq(args, _redis(settings), destination)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from fleet.trace import describe, lookup
-
     settings = _settings()
     if settings.trace_window_s <= 0:
         print("trace: event history is off (TRACE_WINDOW_S=0)", file=sys.stderr)
         return 2
-    records = lookup(_redis(settings), settings, args.message_id)
+    records = lookup(_redis(settings), settings, args.message_id, time.time())
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     elif records:
@@ -157,37 +175,35 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from fleet.status import celery_workers, format_status, read_status
-    from worker.celery_app import queue_name
-
-    destination = _destination(args)
-    settings = destination.settings
-    queue = queue_name(settings.redis_key_prefix)
-    status = read_status(
-        _redis(settings),
-        settings,
-        list_workers=lambda: celery_workers(queue, args.timeout),
-        destination=destination.name,
-    )
+    settings = _settings()
+    chosen = _chosen(args, _destinations(settings))
+    client = _redis(settings)
+    workers = celery_workers(celery_queue(settings.redis_key_prefix), args.timeout)
+    statuses = [
+        read_status(
+            client, d.settings, destination=d.name, list_workers=lambda: workers, now_s=time.time()
+        )
+        for d in chosen
+    ]
     if args.json:
-        print(json.dumps(status.as_dict(), indent=2))
+        print(json.dumps([status.as_dict() for status in statuses], indent=2))
     else:
-        print(format_status(status))
+        print("\n\n".join(format_status(status) for status in statuses))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from fleet.replay import ReplayError, replay_file
-
     settings = _settings()
+    destination = _one(args, _destinations(settings))
     url = args.url or f"http://127.0.0.1:{settings.port}"
-    write_key = args.write_key or (
-        settings.ingest_write_keys[0].reveal() if settings.ingest_write_keys else ""
-    )
+    keys = destination.write_keys
+    write_key = args.write_key or (keys[0].reveal() if keys else "")
     if not write_key:
-        print("replay: no write key: pass --write-key or set INGEST_WRITE_KEYS", file=sys.stderr)
+        print(
+            f"replay: no write key for destination {destination.name!r}: pass --write-key or "
+            "set INGEST_WRITE_KEYS (write_keys in a destinations file)",
+            file=sys.stderr,
+        )
         return 2
     try:
         summary = replay_file(
@@ -206,9 +222,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_delete_user(args: argparse.Namespace) -> int:
-    from fleet.deletion import DeletionError, delete_users, read_user_ids
-
-    destination = _destination(args)
+    destination = _one(args, _destinations(_settings()))
     try:
         user_ids = read_user_ids(args.user_ids, args.file)
     except OSError as ex:
@@ -230,19 +244,12 @@ def cmd_delete_user(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    import time
-
-    from config.redis_keys import RedisKeys
-    from fleet.metrics import serve
-
     settings = _settings()
-    stop = serve(
-        _redis(settings),
-        RedisKeys(settings.redis_key_prefix),
-        settings.shards,
-        args.port,
-        args.address,
-    )
+    targets = [
+        Target(RedisKeys(settings.redis_key_prefix, d.name), d.settings.shards)
+        for d in _chosen(args, _destinations(settings))
+    ]
+    stop = serve(_redis(settings), targets, args.port, args.address)
     print(f"serving the fleet-wide metrics on http://{args.address}:{args.port}/metrics")
     try:
         while True:
@@ -273,11 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("file", nargs="?", help="JSON, JSON array or NDJSON file (default: stdin)")
     prev.add_argument("--show-secrets", action="store_true", help="do not mask the API key")
     prev.add_argument("--batching", choices=["on", "off"], default=None,
-                      help="override PUSHWOOSH_ENABLE_BATCHING for the presets")  # fmt: skip
+                      help="override every destination's batching default")  # fmt: skip
     prev.add_argument("--destination", help="which destination's settings and mappings")
     prev.set_defaults(func=cmd_preview)
 
-    ping = sub.add_parser("ping", help="check the Pushwoosh credentials")
+    ping = sub.add_parser("ping", help="check the Pushwoosh credentials of every destination")
+    ping.add_argument("--destination", help="only this destination")
     ping.set_defaults(func=cmd_ping)
 
     check = sub.add_parser("check-config", help="validate settings and mappings, print a summary")
@@ -313,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="queues, dead letters, workers, throughput, errors")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for workers")
-    status.add_argument("--destination", help="which destination (default: the first)")
+    status.add_argument("--destination", help="only this destination (default: all)")
     status.set_defaults(func=cmd_status)
 
     replay = sub.add_parser("replay", help="send an NDJSON file of Segment events through ingest")
@@ -322,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", default=None, help="ingest URL (default http://127.0.0.1:$PORT)")
     replay.add_argument("--write-key", default=None, help="default: the first INGEST_WRITE_KEYS")
     replay.add_argument("--batch-size", type=int, default=100, help="events per request")
+    replay.add_argument("--destination", help="whose write key to send with")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=cmd_replay)
 
@@ -330,12 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("user_ids", nargs="*", help="Segment userIds to delete")
     delete.add_argument("--file", help="a file of userIds, one per line (- for stdin)")
-    delete.add_argument("--destination", help="which destination (default: the first)")
+    delete.add_argument("--destination", help="which destination (when there are several)")
     delete.set_defaults(func=cmd_delete_user)
 
     metrics = sub.add_parser("metrics", help="serve the fleet-wide Prometheus metrics")
     metrics.add_argument("--port", type=int, default=9100)
     metrics.add_argument("--address", default="127.0.0.1")
+    metrics.add_argument("--destination", help="only this destination (default: all)")
     metrics.set_defaults(func=cmd_metrics)
     return parser
 

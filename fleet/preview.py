@@ -13,9 +13,8 @@ from typing import Any
 from config.mappings import Mapping
 from config.settings import Settings
 from worker.batching import plan_requests
-from worker.drain import DRY_RUN_APP_CODE
 from worker.mapping import Call, plan_calls
-from worker.wire import USER_AGENT, build_http_request
+from worker.wire import DRY_RUN_APP_CODE, Endpoint
 
 
 class PreviewInputError(ValueError):
@@ -73,16 +72,9 @@ def preview(
             skipped.append({"index": index, "reason": "no enabled mapping matches this event"})
         calls.extend(event_calls)
     requests = []
+    endpoint = Endpoint.of(settings)
     for planned in plan_requests(calls, settings.batch_max_events):
-        http = build_http_request(
-            planned.path,
-            planned.body,
-            base_url=settings.pushwoosh_base_url,
-            api_key=settings.pushwoosh_api_key,
-            app_code=settings.pushwoosh_application_code,
-            user_agent=USER_AGENT,
-            reveal_secrets=show_secrets,
-        )
+        http = endpoint.request(planned.path, planned.body, reveal_secrets=show_secrets)
         requests.append(
             {"method": http.method, "url": http.url, "headers": http.headers, "json": http.json}
         )

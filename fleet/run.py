@@ -100,7 +100,7 @@ class Fleet:
             print(DRY_RUN_BANNER, flush=True)
         web_env = {**self.env, "WEB_CONCURRENCY": str(self.web_workers)}
         web = subprocess.Popen(
-            [_bin("gunicorn"), "-c", _gunicorn_conf(), "ingest.app:get_app()"],
+            [_bin("gunicorn"), "-c", "python:ingest.gunicorn_conf", "ingest.app:get_app()"],
             env=web_env,
             start_new_session=True,  # signals reach children only through stop()
         )
@@ -160,12 +160,6 @@ class Fleet:
                 child.wait()
         if self.redis is not None:
             self.redis.stop()
-
-
-def _gunicorn_conf() -> str:
-    import ingest
-
-    return str(Path(ingest.__file__).with_name("gunicorn_conf.py"))
 
 
 def run_fleet(port: int | None, concurrency: int, data_dir: str) -> int:

@@ -8,19 +8,20 @@ minute and the one before, and the shared back-off with the last Pushwoosh error
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from config.redis_keys import DEFAULT_DESTINATION, RedisKeys
+from config.redis_keys import RedisKeys
 from config.settings import Settings
+from worker.celery_app import app
 
 
 @dataclasses.dataclass
 class FleetStatus:
+    destination: str
     queue_depths: list[int]
     retry_scheduled: int
     next_retry_ms: int | None
@@ -48,12 +49,12 @@ def read_status(
     client: redis.Redis,
     settings: Settings,
     *,
-    list_workers: Callable[[], list[str] | None] = lambda: None,
-    destination: str = DEFAULT_DESTINATION,
-    now_s: float | None = None,
+    destination: str,
+    list_workers: Callable[[], list[str] | None],
+    now_s: float,
 ) -> FleetStatus:
     """Everything from Redis in one round trip, plus the live workers from `list_workers`."""
-    now = time.time() if now_s is None else now_s
+    now = now_s
     keys = RedisKeys(settings.redis_key_prefix, destination)
     minute = int(now // 60)
     pipe = client.pipeline(transaction=False)
@@ -62,16 +63,17 @@ def read_status(
     pipe.zcard(keys.retry)
     pipe.zrange(keys.retry, 0, 0, withscores=True)
     pipe.xlen(keys.dlq)
-    pipe.get(f"{keys.base}:delivered:{minute}")
-    pipe.get(f"{keys.base}:delivered:{minute - 1}")
+    pipe.get(keys.delivered_minute(minute))
+    pipe.get(keys.delivered_minute(minute - 1))
     pipe.hgetall(keys.circuit)
-    pipe.hgetall(f"{keys.base}:last-error")
+    pipe.hgetall(keys.last_error)
     results = pipe.execute()
     depths = [int(n) for n in results[: settings.shards]]
     retry_count, first_due, dlq, this_minute, last_minute, circuit, last_error = results[
         settings.shards :
     ]
     return FleetStatus(
+        destination=destination,
         queue_depths=depths,
         retry_scheduled=int(retry_count),
         next_retry_ms=int(first_due[0][1]) if first_due else None,
@@ -85,10 +87,8 @@ def read_status(
     )
 
 
-def celery_workers(queue: str, timeout_s: float = 1.0) -> list[str] | None:
+def celery_workers(queue: str, timeout_s: float) -> list[str] | None:
     """Hostnames of live workers consuming `queue` (one broadcast), or None if unreachable."""
-    from worker.celery_app import app
-
     try:
         replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
     except Exception:  # the broker is away: status still shows what Redis has
@@ -117,7 +117,7 @@ def _duration(seconds: float) -> str:
 
 
 def format_status(status: FleetStatus) -> str:
-    lines = []
+    lines = [f"destination   {status.destination}"]
     depths = ", ".join(f"shard {i}: {n}" for i, n in enumerate(status.queue_depths))
     lines.append(f"queued        {status.queued} events ({depths})")
     retry = f"retry         {status.retry_scheduled} requests scheduled"

@@ -1,9 +1,9 @@
 """The ingest HTTP edge (falcon, WSGI): read, authenticate, parse, publish, answer.
 
-`create_app(settings, publisher)` builds the app from what it is handed (tests pass their own
+`create_app(settings, router)` builds the app from what it is handed (tests pass their own
 clock and ids); `get_app()` reads the environment, for gunicorn:
 
-    gunicorn -c ingest/gunicorn_conf.py 'ingest.app:get_app()'
+    gunicorn -c python:ingest.gunicorn_conf 'ingest.app:get_app()'
 
 Errors become `{"code": ..., "message": ...}` in one place (`_on_ingest_error`); no request ever
 gets a 500 with a traceback.
@@ -17,14 +17,14 @@ import logging
 import os
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import falcon
 import redis
 
-from config.redis_keys import DEFAULT_DESTINATION
+from config.destinations import Destination, load_destinations
 from config.settings import Settings, load_settings
 from ingest import events
 from ingest.auth import PRIVILEGED_METHODS, AuthConfig
@@ -38,9 +38,8 @@ from ingest.errors import (
 )
 from ingest.publish import Publisher
 from ingest.routing import Route, Router
-
-if TYPE_CHECKING:
-    from fleet.ingest_telemetry import IngestTelemetry
+from ingest.telemetry import IngestTelemetry, MetricsResource
+from store.client import redis_for
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +55,21 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer, not raw deflate
 
 def create_app(
     settings: Settings,
-    publisher: Publisher,
+    router: Router,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_message_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     telemetry: IngestTelemetry | None = None,
-    router: Router | None = None,
 ) -> App:
-    """Build the app; raise ConfigError when no credentials are configured (see AuthConfig).
+    """Build the app from what it is handed (tests pass their own clock and ids).
 
-    With `telemetry` (metrics and event history, see fleet/ingest_telemetry.py) the app counts
-    every request and serves the fleet-wide metrics on /metrics.
+    With `telemetry` whose Redis client is set (metrics and event history, see
+    ingest/telemetry.py) the app counts every request and serves the fleet-wide metrics on
+    /metrics.
     """
-    from fleet.ingest_telemetry import IngestTelemetry, MetricsResource
-
-    if router is None:
-        router = Router([Route(DEFAULT_DESTINATION, AuthConfig.from_settings(settings), publisher)])
     for each in router.publishers:
         each.try_ensure_streams()
-    telemetry = telemetry or IngestTelemetry(None, settings)
+    telemetry = telemetry or IngestTelemetry(None, settings, router.destinations)
     ingest = _Ingest(settings, router, clock, new_message_id, telemetry)
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[telemetry])
     app.req_options.auto_parse_form_urlencoded = False
@@ -86,33 +81,18 @@ def create_app(
     app.add_route("/readyz", _Ready(settings, router.publishers))
     if telemetry.client is not None:
         shards = {route.destination: route.publisher.shards for route in router.routes}
-        app.add_route("/metrics", MetricsResource(telemetry, shards))
+        app.add_route(
+            "/metrics", MetricsResource(telemetry.client, settings.redis_key_prefix, shards)
+        )
     app.add_error_handler(Exception, _on_unexpected_error)
     app.add_error_handler(falcon.HTTPError, _on_http_error)
     app.add_error_handler(IngestError, _on_ingest_error)
     return app
 
 
-def get_app() -> App:
-    """The app as configured by the environment; what gunicorn loads."""
-    from config.destinations import load_destinations
-
-    settings = load_settings(os.environ)
-    # Ingest does not map events, but a bad mappings or destinations file must stop the fleet
-    # at start-up, on every process, rather than fail per event in the workers.
-    destinations = load_destinations(settings, os.environ)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
-    client = settings.redis_client(
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
-    )
-    from fleet.ingest_telemetry import IngestTelemetry
-
-    routes = [
+def routes_for(client: redis.Redis, destinations: Mapping[str, Destination]) -> list[Route]:
+    """One route per destination: its credentials, and a publisher onto its streams."""
+    return [
         Route(
             name,
             AuthConfig.from_settings(
@@ -127,9 +107,20 @@ def get_app() -> App:
         )
         for name, destination in destinations.items()
     ]
-    default = routes[0].publisher
+
+
+def get_app() -> App:
+    """The app as configured by the environment; what gunicorn loads."""
+    settings = load_settings(os.environ)
+    # Ingest does not map events, but a bad mappings or destinations file must stop the fleet
+    # at start-up, on every process, rather than fail per event in the workers.
+    destinations = load_destinations(settings, os.environ)
+    client = redis_for(
+        settings, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    router = Router(routes_for(client, destinations))
     return create_app(
-        settings, default, telemetry=IngestTelemetry(client, settings), router=Router(routes)
+        settings, router, telemetry=IngestTelemetry(client, settings, router.destinations)
     )
 
 
@@ -166,6 +157,7 @@ class _Ingest:
             body=body,
         )
         method = routed.method
+        req.context.destination = routed.destination
         retry_count = req.get_header("X-Retry-Count")
         if retry_count:
             logger.info("%s: sender retry %.20s (auth: %s)", route, retry_count, method)
@@ -189,7 +181,9 @@ class _Ingest:
             )
         result = routed.publisher.publish(parsed, route)
         req.context.stored = True
-        self.telemetry.published(route, parsed, result.accepted, result.duplicates)
+        self.telemetry.published(
+            routed.destination, route, parsed, result.accepted, result.duplicates
+        )
         if result.duplicates:
             logger.info("%s: %d duplicate events skipped", route, result.duplicates)
         return result.accepted

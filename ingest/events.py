@@ -166,22 +166,8 @@ def _quick_load(item: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = item.get("type")
     if not isinstance(kind, str) or kind not in _EVENT_TYPE_SET:
         return None
-    for key in _IDENTITIES:
-        value = item.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
-            return None
-    event = item.get("event")
-    if event is not None and not isinstance(event, str):
+    if not (_plain_types(item) and _has_required(kind, item)):
         return None
-    message_id = item.get("messageId")
-    if message_id is not None and (
-        not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_CHARS
-    ):
-        return None
-    for key in _OBJECTS:
-        value = item.get(key)
-        if value is not None and not isinstance(value, dict):
-            return None
     parsed: dict[str, Any] = {}
     for key in ("timestamp", "sentAt", "originalTimestamp"):
         value = item.get(key)
@@ -191,14 +177,31 @@ def _quick_load(item: Mapping[str, Any]) -> dict[str, Any] | None:
         if moment is None:
             return None
         parsed[key] = moment
-    if kind == "alias":
-        if not (_present(item.get("previousId")) and _present(item.get("userId"))):
-            return None
-    elif not (_present(item.get("userId")) or _present(item.get("anonymousId"))):
-        return None
-    if kind == "track" and not event:
-        return None
     return parsed
+
+
+def _plain_types(item: Mapping[str, Any]) -> bool:
+    """Identities are strings or integers, event and messageId strings, objects objects."""
+    for key in _IDENTITIES:
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            return False
+    event = item.get("event")
+    message_id = item.get("messageId")
+    if (event is not None and not isinstance(event, str)) or (
+        message_id is not None
+        and (not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_CHARS)
+    ):
+        return False
+    return all(item.get(key) is None or isinstance(item.get(key), dict) for key in _OBJECTS)
+
+
+def _has_required(kind: str, item: Mapping[str, Any]) -> bool:
+    if kind == "alias":
+        return _present(item.get("previousId")) and _present(item.get("userId"))
+    if not (_present(item.get("userId")) or _present(item.get("anonymousId"))):
+        return False
+    return kind != "track" or bool(item.get("event"))
 
 
 def decode_json(raw: bytes) -> object:

@@ -1,31 +1,45 @@
-"""gunicorn settings for the ingest server; a plain Python file (`gunicorn -c`).
+"""gunicorn settings for the ingest server, read from the fleet's own settings.
 
-    gunicorn -c ingest/gunicorn_conf.py 'ingest.app:get_app()'
+    gunicorn -c python:ingest.gunicorn_conf 'ingest.app:get_app()'
 
-PORT and WEB_CONCURRENCY follow the usual platform conventions; everything else the app
-reads itself (see config/settings.py).
+(`python:` loads this module from the installed package, so the command works from any
+directory.) PORT, WEB_CONCURRENCY, GUNICORN_THREADS, GUNICORN_ACCESS_LOG and LOG_LEVEL are
+settings like any other (config/settings.py); an invalid one stops gunicorn here with every
+problem named.
 """
 
+import gc
 import os
+import sys
 
-from fleet.logging_setup import gunicorn_logconfig
+from config.destinations import all_secrets, load_destinations
+from config.errors import ConfigError
+from config.settings import load_settings
+from telemetry.logs import gunicorn_logconfig
 
-bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
-workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
+try:
+    _settings = load_settings(os.environ)
+    _secrets = all_secrets(_settings, load_destinations(_settings, os.environ))
+except ConfigError as _problems:
+    print(f"pushwoosh-fleet ingest: {_problems}", file=sys.stderr)
+    raise SystemExit(2) from _problems
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = _settings.web_concurrency
 # Threads, because a request mostly waits on Redis; 4 per worker keeps memory flat.
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS") or "4")
+threads = _settings.gunicorn_threads
 # Segment's Webhooks (Actions) give up after 10 s; a request must never take that long.
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-# Access logs off by default (one line per event batch adds up); GUNICORN_ACCESS_LOG=- turns on.
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# Access logs off unless asked for: they hold client addresses, and a line per batch adds up.
+accesslog = _settings.gunicorn_access_log
 errorlog = "-"
-# gunicorn's lines and the app's in LOG_FORMAT (JSON objects or text), one per line, secrets
-# masked.
-logconfig_dict = gunicorn_logconfig(os.environ)
-loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
+# gunicorn's lines and the app's in LOG_FORMAT (JSON objects or text), one per line, every
+# secret masked, those of the destinations file too.
+logconfig_dict = gunicorn_logconfig(_settings, _secrets)
+loglevel = _settings.log_level.lower()
 # Request line and headers stay small; the body limit is enforced by the app.
 limit_request_line = 8190
 limit_request_fields = 100
@@ -40,6 +54,4 @@ def post_worker_init(worker: object) -> None:
     Measured at half of saturation, /v1/batch p99 fell from about 29 ms to 15 ms (mean of four
     runs each).
     """
-    import gc
-
     gc.freeze()

@@ -1,9 +1,9 @@
 """Put accepted events on the Redis Streams: all or nothing, deduplicated, under a backlog cap.
 
-One Lua script does the whole request atomically: it measures the backlog, decides which
-events are new, and only then writes. So a request is stored entirely or not at all, the
-dedupe marker and the stream entry are written together, and two concurrent requests with the
-same messageId cannot both get through.
+One Lua script (store/lua/publish.lua) does the whole request atomically: it measures the
+backlog, decides which events are new, and only then writes. So a request is stored entirely or
+not at all, the dedupe marker and the stream entry are written together, and two concurrent
+requests with the same messageId cannot both get through.
 """
 
 from __future__ import annotations
@@ -15,53 +15,12 @@ from typing import Any
 import redis
 
 from config import fastjson
-from config.redis_keys import CONSUMER_GROUP, DEFAULT_DESTINATION, RedisKeys, shard_for
+from config.redis_keys import CONSUMER_GROUP, RedisKeys, shard_of
 from config.settings import Settings
 from ingest.errors import QueueFull, StoreUnavailable
+from store import scripts
 
 logger = logging.getLogger(__name__)
-
-# KEYS: the n shard streams, then one seen-key per event.
-# ARGV: n, max queued, dedupe window (s, 0 = off), route, then per event: shard (1-based), json.
-# Every read that can fail (XLEN on a key of the wrong type) happens before the first write:
-# a Lua error does not roll back earlier writes, so nothing may fail after writing starts.
-_PUBLISH_LUA = """
-local n = tonumber(ARGV[1])
-local max_queued = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local src = ARGV[4]
-local backlog = 0
-for i = 1, n do
-  backlog = backlog + redis.call('XLEN', KEYS[i])
-end
-local count = (#ARGV - 4) / 2
-local fresh = {}
-local seen_here = {}
-local new_count = 0
-for j = 1, count do
-  local seen_key = KEYS[n + j]
-  local is_new = not seen_here[seen_key]
-  seen_here[seen_key] = true
-  if is_new and window > 0 and redis.call('EXISTS', seen_key) == 1 then
-    is_new = false
-  end
-  fresh[j] = is_new
-  if is_new then new_count = new_count + 1 end
-end
-if new_count > 0 and backlog + new_count > max_queued then
-  return {-1, backlog}
-end
-for j = 1, count do
-  if fresh[j] then
-    if window > 0 then
-      redis.call('SET', KEYS[n + j], '1', 'NX', 'EX', window)
-    end
-    local shard = tonumber(ARGV[3 + 2 * j])
-    redis.call('XADD', KEYS[shard], '*', 'e', ARGV[4 + 2 * j], 'src', src)
-  end
-end
-return {new_count, count - new_count}
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,14 +37,12 @@ REPLICA_ACK_TIMEOUT_MS = 1000
 class Publisher:
     """Writes events of one destination to its shard streams."""
 
-    def __init__(
-        self, redis_client: redis.Redis, settings: Settings, destination: str = DEFAULT_DESTINATION
-    ) -> None:
-        self._redis = redis_client
+    def __init__(self, client: redis.Redis, settings: Settings, destination: str) -> None:
+        self._redis = client
         self._settings = settings
         self._keys = RedisKeys(settings.redis_key_prefix, destination)
         self._streams = [self._keys.stream(shard) for shard in range(settings.shards)]
-        self._script = redis_client.register_script(_PUBLISH_LUA)
+        self._script = scripts.script(client, "publish")
         self._streams_ready = False
 
     def ensure_streams(self) -> None:
@@ -133,8 +90,7 @@ class Publisher:
             route,
         ]
         for event in events:
-            identity = event.get("userId") or event.get("anonymousId")
-            shard = shard_for(None if identity is None else str(identity), len(self._streams))
+            shard = shard_of(event, len(self._streams))
             keys.append(self._keys.seen(str(event["messageId"])))
             args += [shard + 1, fastjson.dumps(event)]
         try:

@@ -64,3 +64,7 @@ class Router:
     @property
     def publishers(self) -> list[Publisher]:
         return [route.publisher for route in self.routes]
+
+    @property
+    def destinations(self) -> list[str]:
+        return [route.destination for route in self.routes]

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from fleet.embedded_redis import free_port
-from tests.pushwoosh_stub import PushwooshStub
+from tests.support.pushwoosh_stub import PushwooshStub
 
 __all__ = ["free_port"]
 

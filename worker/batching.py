@@ -51,8 +51,20 @@ class PlannedRequest:
         )
 
 
-def _events_request(calls: Sequence[Call]) -> PlannedRequest:
+def pack(calls: Sequence[Call]) -> PlannedRequest:
+    """One request for calls that go together: any single call, or post-events calls of one
+    mapping (at most MAX_EVENTS_PER_REQUEST), as {"events": [each call's element]}."""
     first = calls[0]
+    if first.path != POST_EVENTS_PATH:
+        if len(calls) != 1:
+            raise ValueError(f"only post-events calls can share a request, not {first.path}")
+        return PlannedRequest(
+            first.path, first.body, (first.message_id,), first.mapping, first.action
+        )
+    if len(calls) > MAX_EVENTS_PER_REQUEST:
+        raise ValueError(f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(calls)}")
+    if any(call.mapping != first.mapping or call.path != first.path for call in calls):
+        raise ValueError("a batch never mixes mappings")
     return PlannedRequest(
         path=POST_EVENTS_PATH,
         body={"events": [call.body for call in calls]},
@@ -70,8 +82,7 @@ def plan_requests(
     Batchable post-events calls are packed per mapping, in arrival order, at most `max_events`
     to a request; every other call is a request of its own.
     """
-    if not 1 <= max_events <= MAX_EVENTS_PER_REQUEST:
-        raise ValueError(f"max_events must be 1..{MAX_EVENTS_PER_REQUEST}, got {max_events}")
+    check_max_events(max_events)
     # Each group is created when its first call arrives, so creation order is output order.
     groups: list[list[Call]] = []
     open_batch: dict[str, list[Call]] = {}
@@ -84,14 +95,12 @@ def plan_requests(
             batch.append(call)
         else:
             groups.append([call])
-    return [_request_for(group) for group in groups]
+    return [pack(group) for group in groups]
 
 
-def _request_for(group: list[Call]) -> PlannedRequest:
-    call = group[0]
-    if call.path == POST_EVENTS_PATH:
-        return _events_request(group)
-    return PlannedRequest(call.path, call.body, (call.message_id,), call.mapping, call.action)
+def check_max_events(max_events: int) -> None:
+    if not 1 <= max_events <= MAX_EVENTS_PER_REQUEST:
+        raise ValueError(f"max_events must be 1..{MAX_EVENTS_PER_REQUEST}, got {max_events}")
 
 
 def split_request(request: PlannedRequest) -> tuple[PlannedRequest, PlannedRequest]:

@@ -22,24 +22,31 @@ import logging
 import os
 from typing import Any
 
-from celery import Celery
+import redis
+from celery import Celery, bootsteps
 from celery.signals import setup_logging, worker_init, worker_ready
 
-from config.settings import load_settings
+from config.destinations import all_secrets, load_destinations
+from config.errors import ConfigError
+from config.redis_keys import RedisKeys, celery_key_prefix, celery_queue
+from config.settings import Settings, load_settings
+from telemetry.logs import configure_logging
+from worker.pump import Pump
+from worker.pushwoosh import DRY_RUN_BANNER
+from worker.runtime import get_runtimes
 
 logger = logging.getLogger(__name__)
 
 app = Celery("pushwoosh_fleet", include=["worker.tasks"])
 
 
-def queue_name(prefix: str) -> str:
-    return f"{prefix}.drain"
-
-
-def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
-    settings = load_settings(os.environ if env is None else env)
-    queue = queue_name(settings.redis_key_prefix)
-    transport_options: dict[str, Any] = {"visibility_timeout": 3600}
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": 3600,
+        # Celery's keys and pub/sub channels under the fleet's prefix: two fleets (or two test
+        # runs) on one Redis never see each other's tasks, workers or events.
+        "global_keyprefix": celery_key_prefix(settings.redis_key_prefix),
+    }
     if settings.effective_redis_url.startswith("sentinel://"):
         # kombu reads the sentinels from the URL and the primary's name from here
         transport_options["master_name"] = settings.redis_sentinel_master
@@ -47,7 +54,7 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "broker_url": settings.effective_redis_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport_options,
-        "task_default_queue": queue,
+        "task_default_queue": celery_queue(settings.redis_key_prefix),
         "task_queues": None,
         "task_acks_late": False,
         "task_ignore_result": True,
@@ -65,20 +72,22 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
-    sender.conf.update(celery_config())
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError:
+        settings = Settings()  # worker_init reports every problem and stops the worker
+    sender.conf.update(celery_config(settings))
 
 
 @setup_logging.connect
 def _configure_logging(**_: Any) -> None:
-    """One line per record, JSON with LOG_FORMAT=json, secrets masked (fleet/logging_setup.py).
+    """One line per record, JSON with LOG_FORMAT=json, every secret masked (telemetry/logs.py).
 
     Connecting this signal also keeps Celery from installing its own handlers.
     """
-    from config.errors import ConfigError
-    from fleet.logging_setup import configure_logging
-
     try:
-        configure_logging(load_settings(os.environ))
+        settings = load_settings(os.environ)
+        configure_logging(settings, all_secrets(settings, load_destinations(settings, os.environ)))
     except ConfigError:
         logging.basicConfig(level=logging.INFO)  # worker_init reports the bad settings
 
@@ -86,10 +95,6 @@ def _configure_logging(**_: Any) -> None:
 @worker_init.connect
 def _check_config_at_start(**_: Any) -> None:
     """Fail a worker at start-up, not per event at 3 a.m.: settings and mappings load now."""
-    from config.destinations import load_destinations
-    from config.errors import ConfigError
-    from worker.pushwoosh import DRY_RUN_BANNER
-
     try:
         settings = load_settings(os.environ)
         destinations = load_destinations(settings, os.environ)
@@ -107,7 +112,32 @@ def _announce(**_: Any) -> None:
     logger.info("worker ready: draining shards, queue %s", app.conf.task_default_queue)
 
 
-# Registered at import so `celery -A worker worker` gets the pump without extra flags.
-from worker.pump import PumpStep  # noqa: E402
+def _pump_targets() -> list[tuple[redis.Redis, RedisKeys, Settings]]:
+    return [(rt.redis, rt.keys, rt.settings) for rt in get_runtimes().values()]
 
+
+class PumpStep(bootsteps.StartStopStep):
+    """Runs the pump in the worker's main process while the worker runs."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.pump: Pump | None = None
+
+    def start(self, parent: Any) -> None:
+        def send_task(name: str, args: tuple[str, int]) -> Any:
+            return app.send_task(name, args=args)
+
+        self.pump = Pump(load_settings(os.environ).pump_interval_s, _pump_targets, send_task)
+        self.pump.start()
+
+    def stop(self, parent: Any) -> None:
+        if self.pump is not None:
+            self.pump.stop()
+
+    shutdown = stop
+
+
+# `celery -A worker worker` gets the pump without extra flags.
 app.steps["worker"].add(PumpStep)

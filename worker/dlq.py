@@ -2,35 +2,30 @@
 
 Each entry keeps what is needed to understand and replay it: the request (or, for an event that
 failed mapping, the event itself), mapping, action, HTTP status, Pushwoosh's reply (truncated),
-attempts, first and last attempt times. Replaying moves an entry back to the retry schedule in
-one transaction, so a second replay finds nothing to send again.
+attempts, first and last attempt times, and a short reason code. The three ways something ends
+here each have one constructor below. Replaying moves an entry back (to the retry schedule, or
+to its stream to be mapped again) in one script, so a second replay finds nothing to send.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
 
 import redis
 
-from config.redis_keys import RedisKeys, shard_for
+from config.redis_keys import RedisKeys, shard_of
+from store import scripts
+from worker.batcher import Outgoing
+from worker.batching import PlannedRequest
+from worker.mapping import Rejection
+from worker.retries import RetryRecord
 
-MAX_REPLY_CHARS = 2000
-
-_REPLAY = """
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if ARGV[2] == 'request' then
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
-else
-  redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'src', 'replay')
-end
-return 1
-"""
+MAX_REPLY_CHARS: Final = 2000
+MAX_RAW_CHARS: Final = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +41,10 @@ class DeadLetter:
     first_attempt_ms: int
     last_attempt_ms: int
     message_ids: list[str]
+    destination: str
     request: dict[str, Any] | None = None
     event: dict[str, Any] | None = None
-    destination: str = "default"
-    code: str = ""  # a short, bounded reason label (mapping_rejected, mapping_error, ...)
+    code: str = ""  # a short, bounded reason label (http_400, mapping_rejected, ...)
     id: str = ""  # the stream entry id once stored
 
     def to_json(self) -> str:
@@ -64,9 +59,91 @@ class DeadLetter:
         return cls(id=entry_id, **data)
 
 
-def add_to_pipeline(pipe: redis.client.Pipeline, keys: RedisKeys, letter: DeadLetter) -> None:
-    pipe.xadd(keys.dlq, {"d": letter.to_json()})
-    pipe.hincrby(keys.stats, "dead_lettered", len(letter.message_ids) or 1)
+def failed_request(
+    out: Outgoing,
+    *,
+    code: str,
+    reason: str,
+    status: int | None,
+    reply: str,
+    attempts: int,
+    now_ms: int,
+    destination: str,
+) -> DeadLetter:
+    """A request Pushwoosh refused, or whose retries ran out."""
+    return DeadLetter(
+        kind="failed",
+        mapping=out.request.mapping,
+        action=out.request.action,
+        path=out.request.path,
+        status=status,
+        reason=reason,
+        reply=reply,
+        attempts=attempts,
+        first_attempt_ms=out.first_accepted_ms,
+        last_attempt_ms=now_ms,
+        message_ids=list(out.request.message_ids),
+        destination=destination,
+        request=out.request.to_dict(),
+        code=code,
+    )
+
+
+def rejected_event(
+    event: dict[str, Any], rejection: Rejection, *, accepted_ms: int, now_ms: int, destination: str
+) -> DeadLetter:
+    """An event a mapping could not turn into a call; the event is kept, to replay later."""
+    return DeadLetter(
+        kind="rejected",
+        mapping=rejection.mapping,
+        action=rejection.action,
+        path="",
+        status=None,
+        reason=rejection.reason,
+        reply="",
+        attempts=0,
+        first_attempt_ms=accepted_ms,
+        last_attempt_ms=now_ms,
+        message_ids=[rejection.message_id],
+        destination=destination,
+        event=event,
+        code=rejection.code,
+    )
+
+
+def unreadable_entry(raw: str, *, accepted_ms: int, now_ms: int, destination: str) -> DeadLetter:
+    """A stream entry that is not a JSON object (written by something other than ingest)."""
+    return DeadLetter(
+        kind="rejected",
+        mapping="",
+        action="",
+        path="",
+        status=None,
+        reason="stored event is not a JSON object",
+        reply=raw[:MAX_RAW_CHARS],
+        attempts=0,
+        first_attempt_ms=accepted_ms,
+        last_attempt_ms=now_ms,
+        message_ids=[],
+        destination=destination,
+        code="unreadable_event",
+    )
+
+
+def reason_code(letter: DeadLetter) -> str:
+    """A short, bounded label for why something was dead-lettered (the full reason is in the
+    entry and the trace); entries written before codes existed get one from their fields."""
+    if letter.code:
+        return letter.code
+    if letter.kind == "rejected":
+        return "mapping_rejected" if letter.mapping or letter.action else "unreadable_event"
+    if letter.reason.startswith("gave up"):
+        return "retries_exhausted"
+    if letter.status in (401, 403):
+        return "auth_failed"
+    if letter.status is not None:
+        return f"http_{letter.status}"
+    return "failed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +166,16 @@ class DeadLetterFilter:
 
 
 class DeadLetterQueue:
-    def __init__(self, client: redis.Redis, keys: RedisKeys, shards: int = 1) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, shards: int) -> None:
         self._client = client
         self._keys = keys
         self._shards = shards
-        self._replay_script = client.register_script(_REPLAY)
+        self._replay_script = scripts.script(client, "dlq_replay")
 
     def count(self) -> int:
         return int(self._client.xlen(self._keys.dlq))
 
-    def iter(self, flt: DeadLetterFilter | None = None, page: int = 500) -> Iterator[DeadLetter]:
-        flt = flt or DeadLetterFilter()
-        now_ms = int(time.time() * 1000)
+    def iter(self, flt: DeadLetterFilter, now_ms: int, page: int = 500) -> Iterator[DeadLetter]:
         start = "-"
         while True:
             entries = self._client.xrange(self._keys.dlq, min=start, count=page)
@@ -121,31 +196,28 @@ class DeadLetterQueue:
             return 0
         return int(self._client.xdel(self._keys.dlq, *[letter.id for letter in letters]))
 
-    def replay(self, letter: DeadLetter) -> bool:
+    def replay(self, letter: DeadLetter, now_ms: int) -> bool:
         """Move one entry back for delivery; False when it was already replayed or purged.
 
         A failed request goes back on the retry schedule, due now; a rejected event goes back on
-        its stream, to be mapped again with the current mappings. One script does the move, so
-        two replays racing each other send it once.
+        its stream, to be mapped again with the current mappings.
         """
-        now_ms = int(time.time() * 1000)
+        event: Mapping[str, Any] = letter.event or {}
+        stream = self._keys.stream(shard_of(event, self._shards))
         if letter.request is not None:
             retry_id = uuid.uuid4().hex
-            item = {
-                "id": retry_id,
-                "request": letter.request,
-                "entry_times_ms": [now_ms],
-                "attempts": 0,
-                "first_attempt_ms": now_ms,
-                "replayed_from": letter.id,
-            }
-            mode, payload = "request", json.dumps(item, separators=(",", ":"))
-            stream = self._keys.stream(0)
+            request = PlannedRequest.from_dict(letter.request)
+            record = RetryRecord(
+                id=retry_id,
+                request=request,
+                accepted_ms=(now_ms,) * len(request.message_ids),
+                attempts=0,
+                replayed_from=letter.id,
+            )
+            mode, payload = "request", record.to_json()
         else:
-            event = letter.event or {}
-            identity = event.get("userId") or event.get("anonymousId")
-            stream = self._keys.stream(shard_for(identity, self._shards))
-            mode, retry_id, payload = "event", "", json.dumps(event, separators=(",", ":"))
+            mode, retry_id = "event", ""
+            payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
         moved = self._replay_script(
             keys=[self._keys.dlq, self._keys.retry_data, self._keys.retry, stream],
             args=[letter.id, mode, retry_id, payload, now_ms],

@@ -7,18 +7,7 @@ import uuid
 
 import redis
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+from store import scripts
 
 
 class LeaseLost(Exception):
@@ -32,8 +21,8 @@ class Lease:
         self._ttl_ms = int(ttl_s * 1000)
         self.token = uuid.uuid4().hex
         self._renewed_at = 0.0
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._renew = scripts.script(client, "lease_renew")
+        self._release = scripts.script(client, "lease_release")
 
     def acquire(self) -> bool:
         acquired = bool(self._client.set(self._key, self.token, nx=True, px=self._ttl_ms))

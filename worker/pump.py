@@ -2,25 +2,29 @@
 
 Every PUMP_INTERVAL_S it looks at each shard: if the shard has entries (or due retries) and no
 drain task holds or awaits it, it queues one. The "queued" marker (SET NX with a TTL) keeps many
-workers from queueing the same shard twice, and expires if a queued task is ever lost.
+workers from queueing the same shard twice, and expires if a queued task is ever lost. Tasks are
+sent by name, so the pump needs the Celery app it runs in, not the task module.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import redis
-from celery import bootsteps
 
 from config.redis_keys import RedisKeys
 from config.settings import Settings
+from worker.clock import SYSTEM_CLOCK, Clock
 
 logger = logging.getLogger(__name__)
 
-QUEUED_MARKER_TTL_MS = 60_000
+DRAIN_TASK: Final = "pushwoosh_fleet.drain"
+QUEUED_MARKER_TTL_MS: Final = 60_000
+
+SendTask = Callable[[str, tuple[str, int]], Any]
 
 
 def shards_with_work(
@@ -48,20 +52,28 @@ def shards_with_work(
     return wanted
 
 
-def queue_drains(client: redis.Redis, keys: RedisKeys, settings: Settings) -> int:
-    from worker.tasks import drain
-
+def queue_drains(
+    client: redis.Redis, keys: RedisKeys, settings: Settings, send_task: SendTask, now_ms: int
+) -> int:
     started = 0
-    for shard in shards_with_work(client, keys, settings, int(time.time() * 1000)):
+    for shard in shards_with_work(client, keys, settings, now_ms):
         if client.set(keys.queued(shard), "1", nx=True, px=QUEUED_MARKER_TTL_MS):
-            drain.apply_async(args=(keys.destination, shard))
+            send_task(DRAIN_TASK, (keys.destination, shard))
             started += 1
     return started
 
 
+Targets = Callable[[], list[tuple[redis.Redis, RedisKeys, Settings]]]
+
+
 class Pump:
-    def __init__(self, interval_s: float) -> None:
+    def __init__(
+        self, interval_s: float, targets: Targets, send_task: SendTask, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._interval_s = interval_s
+        self._targets = targets
+        self._send_task = send_task
+        self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pushwoosh-pump", daemon=True)
 
@@ -73,40 +85,14 @@ class Pump:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        from worker.runtime import get_runtimes
-
         failures = 0
         while not self._stop.is_set():
             try:
-                for runtime in get_runtimes().values():
-                    queue_drains(runtime.redis, runtime.keys, runtime.settings)
+                for client, keys, settings in self._targets():
+                    queue_drains(client, keys, settings, self._send_task, self._clock.now_ms())
                 failures = 0
             except Exception:  # the pump must outlive a Redis restart
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     logger.exception("pump: cannot reach Redis (attempt %d); retrying", failures)
             self._stop.wait(self._interval_s * (1 if failures == 0 else min(25, failures)))
-
-
-class PumpStep(bootsteps.StartStopStep):
-    """Runs the pump in the worker's main process while the worker runs."""
-
-    requires = {"celery.worker.components:Pool"}
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.pump: Pump | None = None
-
-    def start(self, parent: Any) -> None:
-        import os
-
-        from config.settings import load_settings
-
-        self.pump = Pump(load_settings(os.environ).pump_interval_s)
-        self.pump.start()
-
-    def stop(self, parent: Any) -> None:
-        if self.pump is not None:
-            self.pump.stop()
-
-    shutdown = stop

@@ -19,10 +19,12 @@ from requests.adapters import HTTPAdapter
 
 from config import fastjson
 from config.settings import Settings
+from worker.wire import DRY_RUN_APP_CODE, Endpoint
 
 logger = logging.getLogger(__name__)
 
 MAX_REPLY_BODY_CHARS = 2000
+__all__ = ["DRY_RUN_APP_CODE", "DRY_RUN_BANNER", "Reply", "Sender", "make_sender"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,22 +40,6 @@ class Sender(Protocol):
     def send(self, path: str, body: dict[str, Any]) -> Reply: ...
 
 
-def _url(settings: Settings, path: str) -> str:
-    return f"{settings.pushwoosh_base_url}/integration-segment/v1/{path}"
-
-
-def _headers(settings: Settings) -> dict[str, str]:
-    from worker.wire import USER_AGENT
-
-    assert settings.pushwoosh_api_key is not None
-    return {
-        "Authorization": f"Token {settings.pushwoosh_api_key.reveal()}",
-        "X-PW-Appcode": settings.pushwoosh_application_code or "",
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-    }
-
-
 class PushwooshClient:
     """Real delivery over one connection pool per process, 10 s timeout by default.
 
@@ -64,12 +50,13 @@ class PushwooshClient:
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         self._settings = settings
+        self._endpoint = Endpoint.of(settings)
         self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self._given_session = session
         if session is not None:
             self._mount(session)
         self._per_thread = threading.local()
-        self._headers = _headers(settings)
+        self._headers = self._endpoint.headers(reveal_secrets=True)
 
     def _mount(self, session: requests.Session) -> requests.Session:
         session.mount("http://", self._adapter)
@@ -90,7 +77,7 @@ class PushwooshClient:
         data = fastjson.dumps(body)
         try:
             response = self._session.post(
-                _url(self._settings, path),
+                self._endpoint.url(path),
                 data=data,
                 headers=self._headers,
                 timeout=self._settings.pushwoosh_timeout_s,
@@ -116,13 +103,13 @@ class DryRunSink:
     """No credentials (or PUSHWOOSH_DRY_RUN=true): log each request instead of sending it."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._endpoint = Endpoint.of(settings)
 
     def send(self, path: str, body: dict[str, Any]) -> Reply:
         events = body.get("events")
         logger.info(
             "DRY RUN: would POST %s (%s) %s",
-            _url(self._settings, path),
+            self._endpoint.url(path),
             f"{len(events)} events" if isinstance(events, list) else "1 call",
             json.dumps(body, separators=(",", ":"), ensure_ascii=False)[:1000],
         )

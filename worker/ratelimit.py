@@ -1,9 +1,10 @@
 """A rate limit per destination shared by every worker on every machine, kept in Redis.
 
 Two token buckets (requests/s and events/s) live in one Redis hash and are refilled and spent by
-one Lua script, so any number of worker processes together stay under the limit. The limit is
-adaptive: a 429 from Pushwoosh halves the current rate for everyone (down to a tenth), and the
-rate then recovers gradually, by RATE_LIMIT_RECOVERY_PER_S of the configured rate per second.
+one Lua script (store/lua/rate_limit_acquire.lua), so any number of worker processes together
+stay under the limit. The limit is adaptive: a 429 from Pushwoosh halves the current rate for
+everyone (down to a tenth), and the rate then recovers gradually, by RATE_LIMIT_RECOVERY_PER_S
+of the configured rate per second.
 (Retry-After itself is honoured by the shared back-off in worker/circuit.py.)
 """
 
@@ -14,46 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-# KEYS[1] = bucket hash. ARGV: now_ms, req_rate, ev_rate, n_events, recovery_per_s.
-# Returns 0 when the request may go now, else the milliseconds to wait before asking again.
-_ACQUIRE = """
-local now = tonumber(ARGV[1])
-local req_rate = tonumber(ARGV[2])
-local ev_rate = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local recovery = tonumber(ARGV[5])
-local state = redis.call('HMGET', KEYS[1], 'req', 'ev', 'ts', 'factor')
-local factor = tonumber(state[4]) or 1.0
-local ts = tonumber(state[3]) or now
-local elapsed = math.max(0, now - ts) / 1000.0
-factor = math.min(1.0, factor + elapsed * recovery)
-local req_cap = math.max(1, req_rate)
-local ev_cap = math.max(n, ev_rate)
-local req = math.min(req_cap, (tonumber(state[1]) or req_cap) + elapsed * req_rate * factor)
-local ev = math.min(ev_cap, (tonumber(state[2]) or ev_cap) + elapsed * ev_rate * factor)
-local wait = 0
-if req_rate > 0 and req < 1 then
-  wait = math.max(wait, (1 - req) / (req_rate * factor) * 1000)
-end
-if ev_rate > 0 and ev < n then
-  wait = math.max(wait, (n - ev) / (ev_rate * factor) * 1000)
-end
-if wait == 0 then
-  if req_rate > 0 then req = req - 1 end
-  if ev_rate > 0 then ev = ev - n end
-end
-redis.call('HSET', KEYS[1], 'req', tostring(req), 'ev', tostring(ev), 'ts', now,
-           'factor', tostring(factor))
-redis.call('PEXPIRE', KEYS[1], 3600000)
-return math.ceil(wait)
-"""
-
-_SLOW_DOWN = """
-local factor = tonumber(redis.call('HGET', KEYS[1], 'factor')) or 1.0
-factor = math.max(tonumber(ARGV[1]), factor * 0.5)
-redis.call('HSET', KEYS[1], 'factor', tostring(factor))
-return tostring(factor)
-"""
+from store import scripts
 
 MIN_FACTOR = 0.1
 MAX_WAIT_S = 5.0
@@ -75,8 +37,8 @@ class SharedRateLimit:
         self._events_per_s = events_per_s
         self._recovery_per_s = recovery_per_s
         self._sleep = sleep
-        self._acquire = client.register_script(_ACQUIRE)
-        self._slow_down = client.register_script(_SLOW_DOWN)
+        self._acquire = scripts.script(client, "rate_limit_acquire")
+        self._slow_down = scripts.script(client, "rate_limit_slow_down")
 
     @property
     def enabled(self) -> bool:

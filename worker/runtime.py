@@ -14,38 +14,51 @@ from collections.abc import Sequence
 
 import redis
 
+from config.destinations import load_destinations
 from config.mappings import Mapping
-from config.redis_keys import DEFAULT_DESTINATION, RedisKeys
+from config.redis_keys import RedisKeys
 from config.settings import Settings, load_settings
-from worker.observer import DeliveryObserver, NullObserver
-from worker.pushwoosh import Sender, make_sender
+from store.client import redis_for
+from worker.observer import DeliveryObserver
+from worker.pushwoosh import DRY_RUN_APP_CODE, Sender, make_sender
+from worker.telemetry import build_observer
 
 
 @dataclasses.dataclass
 class Runtime:
+    """One destination's delivery, as one worker process runs it."""
+
     settings: Settings
     redis: redis.Redis
     mappings: Sequence[Mapping]
     sender: Sender
-    destination: str = DEFAULT_DESTINATION
-    observer: DeliveryObserver = dataclasses.field(default_factory=NullObserver)
+    destination: str
+    observer: DeliveryObserver
 
     @property
     def keys(self) -> RedisKeys:
         return RedisKeys(self.settings.redis_key_prefix, self.destination)
 
+    @property
+    def app_code(self) -> str:
+        """The application code batch elements carry (a placeholder in a dry run)."""
+        return self.settings.pushwoosh_application_code or DRY_RUN_APP_CODE
 
-def build_runtimes(settings: Settings, env: MappingABC[str, str]) -> dict[str, Runtime]:
-    """One Runtime per destination (DESTINATIONS_FILE), sharing one Redis connection pool."""
-    from config.destinations import load_destinations
-    from fleet.observer import build_observer
 
-    client = settings.redis_client(
+def worker_redis(settings: Settings) -> redis.Redis:
+    """The worker's Redis client: its reads block up to a flush delay, so a longer timeout."""
+    return redis_for(
+        settings,
         decode_responses=True,
         socket_timeout=max(30.0, settings.batch_flush_delay_s + 10),
         socket_connect_timeout=5,
         health_check_interval=30,
     )
+
+
+def build_runtimes(settings: Settings, env: MappingABC[str, str]) -> dict[str, Runtime]:
+    """One Runtime per destination (DESTINATIONS_FILE), sharing one Redis connection pool."""
+    client = worker_redis(settings)
     return {
         name: Runtime(
             settings=destination.settings,
@@ -74,7 +87,7 @@ def get_runtimes() -> dict[str, Runtime]:
         return _runtimes
 
 
-def get_runtime(destination: str = DEFAULT_DESTINATION) -> Runtime | None:
+def get_runtime(destination: str) -> Runtime | None:
     """The runtime of one destination, or None when this fleet has no such destination."""
     return get_runtimes().get(destination)
 

@@ -5,18 +5,19 @@ events or credentials, so Flower and the broker show nothing secret.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from worker.celery_app import app
 from worker.drain import ShardDrainer
+from worker.pump import DRAIN_TASK
 from worker.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
 
-FAILED_DRAIN_COOLDOWN_MS = 5_000
+FAILED_DRAIN_COOLDOWN_MS: Final = 5_000
 
 
-@app.task(name="pushwoosh_fleet.drain", bind=True, acks_late=False)
+@app.task(name=DRAIN_TASK, bind=True, acks_late=False)
 def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
     """Deliver what is waiting on one shard for one time slice, then hand over."""
     runtime = get_runtime(destination)

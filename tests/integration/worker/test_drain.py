@@ -1,0 +1,192 @@
+"""The drain loop in-process, against a real Redis and the real HTTP stand-in (no Celery):
+batching, poisoned batches, retries, the shared back-off, dead letters, and crash recovery.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from config.redis_keys import CONSUMER_GROUP
+from tests.support.drain import enqueue, make_runtime, now_ms, track
+from tests.support.harness import API_KEY
+from tests.support.pushwoosh_stub import RecordedRequest, Reply
+from worker.dlq import DeadLetterFilter, DeadLetterQueue
+from worker.drain import CONSUMER_NAME, ShardDrainer
+from worker.runtime import Runtime
+
+pytestmark = pytest.mark.integration
+
+
+def sent_indexes(requests: list[RecordedRequest]) -> list[int]:
+    return [e["attributes"]["i"] for r in requests for e in r.json["events"]]
+
+
+def drain_until_empty(runtime: Runtime, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        ShardDrainer(runtime, 0, rng=random.Random(3)).run()
+        if not runtime.redis.xlen(runtime.keys.stream(0)) and not runtime.redis.zcard(
+            runtime.keys.retry
+        ):
+            return
+        time.sleep(0.1)
+
+
+def test_full_batches_then_a_partial_one_after_the_flush_delay(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    enqueue(runtime, [track(i) for i in range(250)])
+    started = time.monotonic()
+    report = ShardDrainer(runtime, 0).run()
+    assert [len(r.json["events"]) for r in stub.snapshot()] == [100, 100, 50]
+    assert sent_indexes(stub.snapshot()) == list(range(250))
+    assert report.delivered == 250 and report.requests == 3
+    assert time.monotonic() - started < 3  # the partial batch did not wait for the slice end
+    assert runtime.redis.xlen(runtime.keys.stream(0)) == 0  # acked and deleted
+
+
+def test_poisoned_batch_is_split_so_only_the_bad_event_is_dead_lettered(
+    redis_url, key_prefix, stub
+):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+
+    def reject_batches_holding_event_37(request: RecordedRequest) -> Reply | None:
+        if 37 in [e["attributes"]["i"] for e in request.json["events"]]:
+            return Reply(400, {"action": "post event", "status": "failure",
+                               "error": {"message": "cannot decode event 37"}})  # fmt: skip
+        return None
+
+    stub.set_handler(reject_batches_holding_event_37)
+    enqueue(runtime, [track(i) for i in range(100)])
+    ShardDrainer(runtime, 0).run()
+    delivered = [
+        i
+        for r in stub.snapshot()
+        if 37 not in [e["attributes"]["i"] for e in r.json["events"]]
+        for i in [e["attributes"]["i"] for e in r.json["events"]]
+    ]
+    assert sorted(delivered) == [i for i in range(100) if i != 37]
+    letters = list(
+        DeadLetterQueue(runtime.redis, runtime.keys, 1).iter(DeadLetterFilter(), now_ms())
+    )
+    assert len(letters) == 1
+    assert letters[0].message_ids == ["m-37"] and letters[0].status == 400
+    assert "cannot decode event 37" in letters[0].reason
+    # isolating one bad event in 100 costs a handful of requests, not 100
+    assert len(stub.snapshot()) <= 2 * 7 + 1
+
+
+def test_retryable_failure_is_parked_then_delivered(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    stub.respond_with(Reply(503, "busy"), Reply(503, "busy"))
+    enqueue(runtime, [track(i) for i in range(10)])
+    drain_until_empty(runtime)
+    assert sent_indexes(stub.snapshot()[-1:]) == list(range(10))
+    assert len(stub.snapshot()) == 3
+    assert DeadLetterQueue(runtime.redis, runtime.keys, 1).count() == 0
+
+
+def test_429_retry_after_is_honoured(redis_url, key_prefix, stub):
+    # Retry-After is honoured up to RETRY_MAX_DELAY_S (it is untrusted input): here 5 s.
+    runtime = make_runtime(redis_url, key_prefix, stub, RETRY_MAX_DELAY_S="5")
+    stub.respond_with(Reply(429, "", headers={"Retry-After": "2"}))
+    enqueue(runtime, [track(1)])
+    drain_until_empty(runtime, rounds=60)
+    first, second = stub.snapshot()
+    assert second.received_at - first.received_at >= 2.0
+
+
+def test_401_dead_letters_and_backs_off_hard(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub, PUSHWOOSH_ENABLE_BATCHING="false")
+    stub.set_default(Reply(401, {"message": "unauthorized"}))
+    enqueue(runtime, [track(i) for i in range(20)])
+    for _ in range(5):
+        ShardDrainer(runtime, 0).run()
+    # one request, dead-lettered; the others wait (parked) until the pause is over
+    assert len(stub.snapshot()) == 1
+    letters = list(
+        DeadLetterQueue(runtime.redis, runtime.keys, 1).iter(DeadLetterFilter(), now_ms())
+    )
+    assert [letter.status for letter in letters] == [401]
+    circuit = runtime.redis.hgetall(runtime.keys.circuit)
+    parked = runtime.redis.zrange(runtime.keys.retry, 0, -1, withscores=True)
+    assert len(parked) == 19
+    assert min(due for _, due in parked) >= int(circuit["open_until_ms"])
+    assert int(circuit["open_until_ms"]) - time.time() * 1000 > 50_000  # a hard pause: ~60 s
+    assert circuit["kind"] == "auth"
+    assert API_KEY not in json.dumps(circuit) and API_KEY not in letters[0].to_json()
+
+
+def test_a_dead_owner_leaves_its_events_pending_for_the_next(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    enqueue(runtime, [track(i) for i in range(30)])
+    # Given a drain that read the events and died before settling them
+    runtime.redis.xreadgroup(CONSUMER_GROUP, CONSUMER_NAME, {runtime.keys.stream(0): ">"}, count=30)
+    assert runtime.redis.xpending(runtime.keys.stream(0), CONSUMER_GROUP)["pending"] == 30
+    # When the next drain task gets the shard
+    ShardDrainer(runtime, 0).run()
+    # Then it delivers what the dead one left pending
+    assert sent_indexes(stub.snapshot()) == list(range(30))
+    assert runtime.redis.xpending(runtime.keys.stream(0), CONSUMER_GROUP)["pending"] == 0
+
+
+def test_only_one_drain_owns_a_shard(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    runtime.redis.set(runtime.keys.lease(0), "someone-else", px=5000)
+    enqueue(runtime, [track(1)])
+    report = ShardDrainer(runtime, 0).run()
+    assert report.skipped and stub.snapshot() == []
+
+
+def test_rejected_event_is_dead_lettered_with_the_reason(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    enqueue(runtime, [track(1, timestamp="not a date"), track(2)])
+    ShardDrainer(runtime, 0).run()
+    assert sent_indexes(stub.snapshot()) == [2]
+    (letter,) = DeadLetterQueue(runtime.redis, runtime.keys, 1).iter(DeadLetterFilter(), now_ms())
+    assert letter.kind == "rejected" and letter.message_ids == ["m-1"]
+    assert "timestamp" in letter.reason
+
+
+def test_dlq_replay_delivers_once(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    stub.respond_with(Reply(400, {"message": "bad"}))
+    enqueue(runtime, [track(1)])
+    ShardDrainer(runtime, 0).run()
+    queue = DeadLetterQueue(runtime.redis, runtime.keys, 1)
+    (letter,) = queue.iter(DeadLetterFilter(), now_ms())
+    assert queue.replay(letter, now_ms()) is True
+    assert queue.replay(letter, now_ms()) is False  # a second replay finds nothing to send again
+    drain_until_empty(runtime)
+    assert len(stub.snapshot()) == 2 and queue.count() == 0
+
+
+def test_drain_threads_share_one_client_safely_and_reuse_connections(redis_url, key_prefix, stub):
+    # Given one client, as the worker's threads pool shares it between drain tasks
+    client = make_runtime(redis_url, key_prefix, stub).sender
+    replies: list[int | None] = []
+    lock = threading.Lock()
+
+    def send_ten(thread: int) -> None:
+        for i in range(10):
+            reply = client.send("createMessage", {"thread": thread, "i": i})
+            with lock:
+                replies.append(reply.status)
+
+    # When four threads send ten requests each at the same time
+    threads = [threading.Thread(target=send_ten, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # Then every request arrived once, and keep-alive connections carried them (one per thread
+    # at most, not one per request)
+    assert replies == [200] * 40
+    got = stub.snapshot()
+    assert sorted((r.json["thread"], r.json["i"]) for r in got) == [
+        (t, i) for t in range(4) for i in range(10)
+    ]
+    assert len({r.client_port for r in got}) <= 4

@@ -1,0 +1,42 @@
+"""`pushwoosh-fleet status`: what Redis and the live workers say, readable at a glance."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet.status import FleetStatus, format_status
+
+NOW_S = 1_714_565_100.0  # 2024-05-01T12:05:00Z, minute 28576085
+NOW_MS = int(NOW_S * 1000)
+
+
+def _status(**changes: object) -> FleetStatus:
+    base = FleetStatus(
+        destination="default", queue_depths=[0], retry_scheduled=0, next_retry_ms=None,
+        dead_letters=0, delivered_this_minute=0, delivered_last_minute=0, circuit={}, last_error={},
+        workers=[], now_ms=NOW_MS,
+    )  # fmt: skip
+    for name, value in changes.items():
+        setattr(base, name, value)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "workers       0 live: NONE: nothing is delivering"),
+        ({"workers": None}, "workers       unknown (could not reach the broker)"),
+        ({"workers": ["a@h", "b@h"]}, "workers       2 live: a@h, b@h"),
+        ({}, "pushwoosh     sending"),
+        ({}, "last error    none recorded"),
+        ({"circuit": {"open_until_ms": str(NOW_MS - 1)}}, "pushwoosh     sending"),
+        (
+            {"last_error": {"t": str(NOW_MS - 7_200_000), "path": "track-user",
+                            "status": "transport_error", "reply": "timed out", "outcome": "retry"}},
+            "last error    10:05:00 UTC (2.0 h ago): track-user transport_error -> retry: "
+            "timed out",
+        ),
+    ],
+)  # fmt: skip
+def test_status_lines(changes, expected) -> None:
+    assert expected in format_status(_status(**changes)).splitlines()

@@ -1,0 +1,83 @@
+"""Event history: hourly buckets with a cap and a TTL, lookups over the window, and the real fleet
+tracing a delivered, a retried and a dead-lettered event through `pushwoosh-fleet trace`."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from config.settings import load_settings
+from telemetry.trace import (
+    describe,
+    per_hour_cap,
+)
+from tests.support.pushwoosh_stub import RecordedRequest, Reply
+
+NOW_S = 1_714_565_100.0  # 2024-05-01T12:05:00Z
+
+
+# -- the real fleet --------------------------------------------------------------------------
+class FlakyPushwoosh:
+    """503 once for user-retry, 400 always for user-dead, 200 otherwise."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failed_once = False
+
+    def __call__(self, request: RecordedRequest) -> Reply | None:
+        body = request.body.decode()
+        if "user-dead" in body:
+            return Reply(400, {"status_code": 400, "status_message": "bad attribute"})
+        if "user-retry" in body:
+            with self._lock:
+                if not self.failed_once:
+                    self.failed_once = True
+                    return Reply(503, "busy")
+        return None
+
+
+@pytest.mark.parametrize(
+    ("window_s", "max_events", "cap"),
+    [(86400, 1_000_000, 41667), (3600, 10, 10), (7200, 10, 5), (5400, 3, 2), (60, 5, 5)],
+)
+def test_the_cap_spreads_max_events_over_the_window_hours(window_s, max_events, cap) -> None:
+    settings = load_settings({"TRACE_WINDOW_S": str(window_s), "TRACE_MAX_EVENTS": str(max_events)})
+    assert per_hour_cap(settings) == cap
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"t": 0, "k": "received", "route": "v1/batch"}, "received via v1/batch"),
+        ({"t": 0, "k": "mapped", "mappings": ["A (trackEvent)"]}, "matched A (trackEvent)"),
+        ({"t": 0, "k": "mapped", "mappings": []}, "matched no mapping: nothing to send"),
+        (
+            {"t": 0, "k": "sent", "request": "r1", "path": "post-events", "size": 100,
+             "status": 503, "ms": 12.5, "outcome": "retry", "attempt": 1},
+            "sent in request r1 to post-events with 100 event(s), attempt 1: HTTP 503 in 12.5 ms"
+            " -> retry",
+        ),
+        (
+            {"t": 0, "k": "sent", "request": "r2", "path": "track-user", "size": 1,
+             "error": "timed out", "ms": 3000, "outcome": "retry", "attempt": 2},
+            "attempt 2: timed out in 3000 ms -> retry",
+        ),
+        (
+            {"t": 0, "k": "retry", "due": 1000, "attempt": 1, "reason": "HTTP 503"},
+            "retry scheduled for 1970-01-01T00:00:01.000Z (after attempt 1): HTTP 503",
+        ),
+        (
+            {"t": 0, "k": "dead_letter", "kind": "failed", "status": 400, "reason": "bad"},
+            "dead-lettered (failed, HTTP 400): bad",
+        ),
+        (
+            {"t": 0, "k": "rejected", "mapping": "Identify", "reason": "user_id is required"},
+            "rejected by mapping 'Identify': user_id is required",
+        ),
+    ],
+)  # fmt: skip
+def test_each_record_reads_as_one_line(record, expected) -> None:
+    line = describe(record)
+    assert line.startswith("1970-01-01T00:00:00.000Z  ")
+    assert expected in line

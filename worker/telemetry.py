@@ -1,0 +1,192 @@
+"""The worker's delivery observer: metrics and event history for every step of the drain loop.
+
+Each hook only counts in memory and buffers trace records; the metrics recorder's thread writes
+both to Redis about once a second, so observing adds no round trip to delivery.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from celery.signals import worker_process_shutdown
+
+from config.redis_keys import RedisKeys
+from config.settings import Settings
+from telemetry.metrics import PipelineWriter, Recorder
+from telemetry.trace import TraceBuffer, attach_trace, make_record
+from worker.batching import PlannedRequest
+from worker.dlq import DeadLetter, reason_code
+from worker.mapping import Call, Rejection
+from worker.pushwoosh import Reply
+
+
+class LastError(PipelineWriter):
+    """The latest failed Pushwoosh request, kept in a HASH for `pushwoosh-fleet status` (the
+    circuit's own record is cleared when Pushwoosh recovers; this one stays)."""
+
+    def __init__(self, keys: RedisKeys) -> None:
+        self._key = keys.last_error
+        self._lock = threading.Lock()
+        self._latest: dict[str, str] | None = None
+
+    def set(self, fields: dict[str, str]) -> None:
+        with self._lock:
+            self._latest = fields
+
+    def take(self) -> dict[str, str] | None:
+        with self._lock:
+            latest, self._latest = self._latest, None
+        return latest
+
+    def write(self, pipe: Any, batch: dict[str, str]) -> int:
+        pipe.delete(self._key)
+        pipe.hset(self._key, mapping=batch)
+        return 2
+
+    def restore(self, batch: dict[str, str]) -> None:
+        with self._lock:
+            self._latest = self._latest or batch
+
+
+class FleetObserver:
+    def __init__(
+        self,
+        recorder: Recorder,
+        trace: TraceBuffer | None,
+        last_error: LastError | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+    ) -> None:
+        self.recorder = recorder
+        self.trace = trace
+        self.last_error = last_error
+        self._clock = clock
+        self._new_request_id = new_request_id
+        self._mapped_line: tuple[Any, str] = (None, "")
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def on_mapped(
+        self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
+    ) -> None:
+        self.recorder.inc("events_read", src or "unknown")
+        if not calls:
+            self.recorder.inc("events_unmatched")
+        if self.trace is not None and event.get("messageId") is not None:
+            # Events read together share their time and usually their mappings: one record
+            # text serves them all (this runs once per event, so it must stay cheap).
+            # Drain threads share this observer: read the cached pair once, replace it whole.
+            names = tuple(f"{call.mapping or 'delete'} ({call.action})" for call in calls)
+            now_ms = self._now_ms()
+            cached_for, line = self._mapped_line
+            if cached_for != (names, now_ms):
+                line = make_record("mapped", now_ms, mappings=list(names))
+                self._mapped_line = ((names, now_ms), line)
+            self.trace.add_line(str(event["messageId"]), now_ms, line)
+
+    def on_rejected(self, rejection: Rejection) -> None:
+        if self.trace is not None:
+            self.trace.add(
+                rejection.message_id,
+                "rejected",
+                self._now_ms(),
+                mapping=rejection.mapping,
+                action=rejection.action,
+                reason=rejection.reason,
+            )
+
+    def on_attempt(
+        self, request: PlannedRequest, reply: Reply, outcome: str, attempts: int
+    ) -> None:
+        size = len(request.message_ids)
+        status = str(reply.status) if reply.status is not None else "transport_error"
+        self.recorder.inc("pushwoosh_requests", request.path, status)
+        self.recorder.observe("pushwoosh_request_duration_seconds", reply.elapsed_s, request.path)
+        self.recorder.observe("batch_size", size, request.path)
+        if outcome == "delivered":
+            self.recorder.inc("events_delivered", request.action, amount=size)
+        elif self.last_error is not None:
+            self.last_error.set(
+                {
+                    "t": str(self._now_ms()),
+                    "path": request.path,
+                    "status": status,
+                    "reply": (reply.transport_error or reply.body or "")[:300],
+                    "outcome": outcome,
+                }
+            )
+        if self.trace is not None:
+            self.trace.add_many(
+                request.message_ids,
+                "sent",
+                self._now_ms(),
+                request=self._new_request_id(),
+                path=request.path,
+                size=size,
+                status=reply.status,
+                error=reply.transport_error,
+                ms=round(reply.elapsed_s * 1000, 1),
+                outcome=outcome,
+                attempt=attempts,
+            )
+
+    def on_parked(self, request: PlannedRequest, due_ms: int, attempts: int, reason: str) -> None:
+        self.recorder.inc("events_retried", request.action, amount=len(request.message_ids))
+        if self.trace is not None:
+            self.trace.add_many(
+                request.message_ids,
+                "retry",
+                self._now_ms(),
+                due=due_ms,
+                attempt=attempts,
+                reason=reason[:300],
+            )
+
+    def on_dead_lettered(self, letter: DeadLetter) -> None:
+        reason = reason_code(letter)
+        self.recorder.inc(
+            "events_dead_lettered", letter.action or "none", reason,
+            amount=len(letter.message_ids) or 1,
+        )  # fmt: skip
+        if self.trace is not None and letter.message_ids:
+            self.trace.add_many(
+                letter.message_ids,
+                "dead_letter",
+                self._now_ms(),
+                kind=letter.kind,
+                status=letter.status,
+                why=reason,
+                reason=letter.reason[:500],
+                attempts=letter.attempts,
+            )
+
+    def flush(self) -> None:
+        # The recorder's thread writes about once a second; nothing to do per commit.
+        return
+
+
+def build_observer(settings: Settings, client: redis.Redis, destination: str) -> FleetObserver:
+    """The observer a worker process installs in its Runtime."""
+    keys = RedisKeys(settings.redis_key_prefix, destination)
+    recorder = Recorder(client, keys)
+    last_error = LastError(keys)
+    recorder.add_writer(last_error)
+    _flush_when_the_pool_process_exits(recorder)
+    return FleetObserver(recorder, attach_trace(recorder, client, settings), last_error)
+
+
+def _flush_when_the_pool_process_exits(recorder: Recorder) -> None:
+    """Celery's pool processes leave with os._exit (no atexit): flush on their shutdown signal,
+    so a warm shutdown keeps the last second of counts and history."""
+
+    def flush(**_: Any) -> None:
+        recorder.flush_at_exit()
+
+    worker_process_shutdown.connect(flush, weak=False)
