@@ -16,6 +16,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from config.errors import ConfigError
 
 DEFAULT_PUSHWOOSH_BASE_URL = "https://integration-segment.svc-nue.pushwoosh.com"
+# The names an event's `integrations` object may use for this destination: Segment's docs say
+# "refer to it as Pushwoosh", and its catalog calls it "Pushwoosh (Actions)".
+DEFAULT_INTEGRATION_NAMES = ("Pushwoosh", "Pushwoosh (Actions)")
 MASK = "****"
 
 
@@ -78,6 +81,7 @@ class Settings:
     pushwoosh_timeout_s: float = 10.0
     pushwoosh_dry_run: bool = False
     pushwoosh_mappings_file: str | None = None
+    pushwoosh_integration_names: tuple[str, ...] = DEFAULT_INTEGRATION_NAMES
     batch_flush_delay_s: float = 1.0
     batch_max_events: int = 100
     redis_url: str | None = None
@@ -153,6 +157,7 @@ class _SettingsSchema(Schema):
     PUSHWOOSH_TIMEOUT_S = fields.Float(load_default=10.0, validate=_positive("number of seconds"))
     PUSHWOOSH_DRY_RUN = _BoolField(load_default=False)
     PUSHWOOSH_MAPPINGS_FILE = fields.String(load_default=None)
+    PUSHWOOSH_INTEGRATION_NAMES = _CommaList(load_default=",".join(DEFAULT_INTEGRATION_NAMES))
     PUSHWOOSH_BATCH_FLUSH_DELAY_S = fields.Float(
         load_default=1.0, validate=validate.Range(min=0, max=60)
     )
@@ -249,6 +254,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         pushwoosh_timeout_s=data["PUSHWOOSH_TIMEOUT_S"],
         pushwoosh_dry_run=data["PUSHWOOSH_DRY_RUN"],
         pushwoosh_mappings_file=data["PUSHWOOSH_MAPPINGS_FILE"],
+        pushwoosh_integration_names=tuple(data["PUSHWOOSH_INTEGRATION_NAMES"]),
         batch_flush_delay_s=data["PUSHWOOSH_BATCH_FLUSH_DELAY_S"],
         batch_max_events=data["PUSHWOOSH_BATCH_MAX_EVENTS"],
         redis_url=data["REDIS_URL"],

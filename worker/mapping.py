@@ -1,8 +1,11 @@
 """One Segment event through one mapping: a Pushwoosh call, or the reason it cannot be one.
 
-Pure: the rules are those of the wire contract (docs pushwoosh.md). Fields run their compiled
-getters; values are coerced as Segment's validator coerces them; a required field that is absent
-or a value of the wrong type rejects the event (recorded, never sent, never retried).
+Pure, and step for step what Segment's action runtime does (packages/core: transform,
+removeEmptyValues, the ajv validation with `coerceTypes: "array"`, then the Pushwoosh action's
+perform): fields run their compiled getters; empty values are dropped where the field's type has
+no room for them; values are coerced as ajv coerces them; a required field that is absent or a
+value of the wrong type rejects the event (recorded, never sent, never retried). The deliberate
+differences (timestamps sent as RFC 3339, `app_code` in batches) are in docs/mappings.md.
 """
 
 from __future__ import annotations
@@ -16,21 +19,32 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from config.directives import ABSENT, compile_value, js_string
-from config.mappings import PROFILE_FIELDS, TRACK_EVENT, UPDATE_USER_PROFILE, FieldGetter, Mapping
+from config.directives import ABSENT, MappingError, compile_field
+from config.jsdate import MAX_TIME_MS, dayjs_ms, is_date_like, iso_string
+from config.jsvalues import is_number, js_number, js_string, js_to_number, json_ready
+from config.mappings import (
+    ACTION_SCHEMAS,
+    PROFILE_FIELDS,
+    TRACK_EVENT,
+    UPDATE_USER_PROFILE,
+    FieldGetter,
+    FieldSchema,
+    Mapping,
+)
 
 DELETE_USER: Final = "deleteUser"
 TRACK_USER_PATH: Final = "track-user"
 POST_EVENTS_PATH: Final = "post-events"
 DELETE_USER_PATH: Final = "delete-user"
+SKIPPED_BY_INTEGRATIONS: Final = "integrations"
 
-# Profile string fields whose null is sent as JSON null, in body key order (after user_id).
-_PROFILE_NULLABLE_STRINGS: Final = (
+# track-user body keys after `attributes` and `user_id`, in the order Segment's action writes them.
+_PROFILE_BODY_KEYS: Final = (
     "email", "app_version", "device_id", "device_model", "device_platform", "device_token",
-    "language", "country", "city",
+    "language", "country", "city", "current_location", "device_os_version", "timezone",
+    "user_agent",
 )  # fmt: skip
-_PROFILE_NULLABLE_STRINGS_AFTER_LOCATION: Final = ("device_os_version", "timezone", "user_agent")
-_EXCLUDED_ATTRIBUTES: Final = frozenset(PROFILE_FIELDS)
+_RESERVED_ATTRIBUTES: Final = frozenset(PROFILE_FIELDS)
 
 
 class MappingRejected(Exception):
@@ -63,133 +77,232 @@ class Rejection:
     reason: str
 
 
+class Plan(tuple[list[Call], list[Rejection]]):
+    """(calls, rejections) of one event, plus `skipped`: why it made no call at all, if it was
+    switched off for this destination ("integrations"); None otherwise."""
+
+    skipped: str | None
+
+    def __new__(
+        cls, calls: list[Call], rejections: list[Rejection], skipped: str | None = None
+    ) -> Plan:
+        plan = super().__new__(cls, (calls, rejections))
+        plan.skipped = skipped
+        return plan
+
+    @property
+    def calls(self) -> list[Call]:
+        return self[0]
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return self[1]
+
+
 def compile_fields(field_json: MappingABC[str, Any], where: str) -> dict[str, FieldGetter]:
     """Compile each field's mapping-kit JSON; DirectiveError names the field that is wrong."""
-    return {key: compile_value(raw, f"{where}.{key}") for key, raw in field_json.items()}
+    return {key: compile_field(raw, f"{where}.{key}") for key, raw in field_json.items()}
 
 
 def resolve_payload(event: MappingABC[str, Any], mapping: Mapping) -> dict[str, Any]:
-    """Run every field getter; absent values and top-level "" are left out."""
+    """Run every field getter (Segment's transform); absent values are left out."""
     payload: dict[str, Any] = {}
     for key, getter in mapping.fields.items():
-        value = getter(event)
-        if value is ABSENT or (isinstance(value, str) and value == ""):
-            continue
-        payload[key] = value
+        try:
+            value = getter(event)
+        except MappingError as ex:
+            raise MappingRejected(f"{key}: {ex}") from ex
+        if value is not ABSENT:
+            payload[key] = value
     return payload
 
 
-# -- coercion --------------------------------------------------------------------------------------
+# -- Segment's removeEmptyValues and its ajv validation --------------------------------------------
 
 
 def _type_name(value: Any) -> str:
+    if value is ABSENT:
+        return "undefined"
+    if value is None:
+        return "null"
     if isinstance(value, MappingABC):
         return "object"
     if isinstance(value, list):
         return "array"
-    return type(value).__name__
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string"
 
 
-def coerce_string(field: str, value: Any) -> str:
-    """Numbers and booleans as JavaScript's String() writes them: True -> "true", 52.0 -> "52"."""
-    if isinstance(value, str):
+def _remove_empty(value: Any, schema: FieldSchema | None) -> Any:
+    """removeEmptyValues below the top level: null and "" go where the type cannot hold them."""
+    if schema is None:
         return value
-    if isinstance(value, bool | int | float):
-        return js_string(value)
-    raise MappingRejected(f"{field} must be a string, got {_type_name(value)}")
-
-
-# A decimal number, as Segment's validator accepts in a number field (no hex, no Infinity).
-_NUMERIC = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
-
-
-def coerce_number(field: str, value: Any) -> int | float:
-    """Numbers as they are ("52.5" -> 52.5); integral values as ints, so 52.0 is written 52."""
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MappingRejected(f"{field} must be a number, got {_type_name(value)} {value!r}"[:200])
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
+    if isinstance(value, list):
+        return value
+    if isinstance(value, MappingABC):
+        if schema.properties is None:
+            return value
+        cleaned = {}
+        for key, member in value.items():
+            member = _remove_empty(member, schema.properties.get(key))
+            if member is not ABSENT:
+                cleaned[key] = member
+        return cleaned
+    if value is None and "null" not in schema.types:
+        return ABSENT
+    if value == "" and isinstance(value, str) and "string" not in schema.types:
+        return ABSENT
     return value
+
+
+def remove_empty_values(payload: MappingABC[str, Any], action: str) -> dict[str, Any]:
+    """removeEmptyValues(payload, schema, isRoot=true): also drops "" at the top level."""
+    schema = ACTION_SCHEMAS[action]
+    cleaned: dict[str, Any] = {}
+    for key, value in payload.items():
+        value = _remove_empty(value, schema.get(key))
+        if value is ABSENT or (isinstance(value, str) and value == ""):
+            continue
+        cleaned[key] = value
+    return cleaned
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    if type_name == "string":
+        return isinstance(value, str)
+    if type_name == "number":
+        return is_number(value) and math.isfinite(value)  # ajv's strictNumbers
+    if type_name == "boolean":
+        return isinstance(value, bool)
+    if type_name == "null":
+        return value is None
+    if type_name == "object":
+        return isinstance(value, MappingABC)
+    return isinstance(value, list)
+
+
+_UNSET: Final = object()
+
+
+def _coerce(value: Any, types: tuple[str, ...]) -> Any:
+    """ajv's coerceTypes "array" for a value of the wrong type; _UNSET when it cannot."""
+    coerced: Any = _UNSET
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+        # ajv checks the member against all types at once, which only a single type can pass.
+        if len(types) == 1 and _has_type(value, types[0]):
+            coerced = value
+    if coerced is not _UNSET:
+        return coerced
+    for type_name in types:
+        if type_name == "string":
+            if isinstance(value, bool) or is_number(value):
+                return js_string(value)
+            if value is None:
+                return ""
+        elif type_name == "number":
+            if isinstance(value, bool):
+                return 1 if value else 0
+            if value is None:
+                return 0
+            if isinstance(value, str) and value and not math.isnan(js_to_number(value)):
+                return _integral(js_to_number(value))
+        elif type_name == "boolean":
+            if value == "false" or value is None or (is_number(value) and value == 0):
+                return False
+            if value == "true" or (is_number(value) and value == 1):
+                return True
+        elif type_name == "null" and (
+            value == "" or value is False or (is_number(value) and value == 0)
+        ):
+            return None
+    return _UNSET
+
+
+def _integral(number: float) -> int | float:
+    """A whole number as an int, so 52.0 is written 52 (as JavaScript writes it)."""
+    if math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
+        return int(number)
+    return number
+
+
+def _describe_types(types: tuple[str, ...]) -> str:
+    names = [{"object": "an object", "null": "null"}.get(t, f"a {t}") for t in types]
+    return " or ".join(names)
+
+
+def validate_field(key: str, value: Any, schema: FieldSchema) -> Any:
+    """The value after ajv's type check and coercion; MappingRejected when it is invalid."""
+    if not any(_has_type(value, type_name) for type_name in schema.types):
+        coercible = tuple(t for t in schema.types if t in ("string", "number", "boolean", "null"))
+        coerced = _coerce(value, coercible) if coercible else _UNSET
+        if coerced is _UNSET:
+            raise MappingRejected(
+                f"{key} must be {_describe_types(schema.types)}, got {_type_name(value)}"
+            )
+        value = coerced
+    if schema.date_like and isinstance(value, str) and not is_date_like(value):
+        raise MappingRejected(f"{key} is not a date: {value[:64]!r}")
+    if schema.properties is not None and isinstance(value, MappingABC):
+        # Only the declared members are kept (ajv's removeAdditional), each checked in turn.
+        value = {
+            member: validate_field(f"{key}.{member}", value[member], schema.properties[member])
+            for member in schema.properties
+            if member in value
+        }
+    return value
+
+
+def validate_payload(payload: MappingABC[str, Any], action: str) -> dict[str, Any]:
+    """Segment's checks of a mapped payload, with its coercions; MappingRejected if invalid."""
+    schema = ACTION_SCHEMAS[action]
+    cleaned = remove_empty_values(payload, action)
+    for key, field in schema.items():
+        if field.required and key not in cleaned:
+            raise MappingRejected(f"missing required field {key}")
+    return {key: validate_field(key, value, schema[key]) for key, value in cleaned.items()}
 
 
 # -- track-user ------------------------------------------------------------------------------------
 
 
 def build_profile_body(payload: MappingABC[str, Any]) -> dict[str, Any]:
-    """The flat `track-user` body, keys in the contract's order, `attributes` always present."""
+    """The `track-user` body from a validated payload, keys in Segment's order."""
     custom = payload.get("custom_attributes")
-    if custom is None:
-        custom = {}
-    if not isinstance(custom, MappingABC):
-        raise MappingRejected(f"custom_attributes must be an object, got {_type_name(custom)}")
-    # traits.email goes to `email` only: field keys never repeat inside attributes.
-    body: dict[str, Any] = {
-        "attributes": {k: v for k, v in custom.items() if k not in _EXCLUDED_ATTRIBUTES}
-    }
-    # external_id is not "null ok": a null user id is no user id.
-    if payload.get("external_id") is not None:
-        body["user_id"] = coerce_string("external_id", payload["external_id"])
-    _put_nullable_strings(body, payload, _PROFILE_NULLABLE_STRINGS)
-    if "current_location" in payload:
-        location = _current_location(payload["current_location"])
-        if location is not ABSENT:
-            body["current_location"] = location
-    _put_nullable_strings(body, payload, _PROFILE_NULLABLE_STRINGS_AFTER_LOCATION)
+    attributes = {}
+    if isinstance(custom, MappingABC):
+        # Segment omits every field key from the custom attributes: traits.email goes to email only.
+        attributes = {k: v for k, v in custom.items() if k not in _RESERVED_ATTRIBUTES}
+    body: dict[str, Any] = {"attributes": attributes}
+    if "external_id" in payload:
+        body["user_id"] = payload["external_id"]
+    for key in _PROFILE_BODY_KEYS:
+        if key not in payload:
+            continue
+        value = payload[key]
+        if key == "current_location" and not value:
+            continue  # an empty location is left out, as Segment's removeEmpty does
+        body[key] = value
     return body
-
-
-def _put_nullable_strings(
-    body: dict[str, Any], payload: MappingABC[str, Any], keys: tuple[str, ...]
-) -> None:
-    for key in keys:
-        if key in payload:
-            value = payload[key]
-            body[key] = None if value is None else coerce_string(key, value)
-
-
-def _current_location(value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, MappingABC):
-        raise MappingRejected(f"current_location must be an object, got {_type_name(value)}")
-    location = {
-        key: coerce_number(f"current_location.{key}", value[key])
-        for key in ("latitude", "longitude")
-        if value.get(key) is not None  # a null coordinate is no coordinate; 0 is kept
-    }
-    return location or ABSENT
 
 
 # -- post-events -----------------------------------------------------------------------------------
 
 
-def _required(payload: MappingABC[str, Any], field: str) -> Any:
-    value = payload.get(field)
-    if value is None:
-        raise MappingRejected(f"missing required field {field}")
-    return value
-
-
 def build_track_element(payload: MappingABC[str, Any], app_code: str) -> dict[str, Any]:
     """One `post-events` element E; a batch is a list of these, built by this same function."""
-    user_id = coerce_string("external_id", _required(payload, "external_id"))
-    name = coerce_string("name", _required(payload, "name"))
-    timestamp = normalize_timestamp(_required(payload, "timestamp"))
-    element: dict[str, Any] = {"user_id": user_id}
+    element: dict[str, Any] = {"user_id": payload["external_id"]}
     for key in ("device_id", "device_platform"):
         if key in payload:
-            value = payload[key]
-            element[key] = None if value is None else coerce_string(key, value)
+            element[key] = payload[key]
     element["app_code"] = app_code
-    element["name"] = name
-    element["timestamp"] = timestamp
-    properties = payload.get("properties")
-    if properties is not None:
-        if not isinstance(properties, MappingABC):
-            raise MappingRejected(f"properties must be an object, got {_type_name(properties)}")
-        element["attributes"] = dict(properties)
+    element["name"] = payload["name"]
+    element["timestamp"] = normalize_timestamp(payload["timestamp"])
+    if "properties" in payload:
+        element["attributes"] = dict(payload["properties"])
     return element
 
 
@@ -202,49 +315,44 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def normalize_timestamp(value: Any) -> str:
-    """RFC 3339 as given; epoch s/ms and other ISO 8601 dates as RFC 3339 UTC with milliseconds."""
+    """A timestamp Segment accepts, as Pushwoosh reads it: RFC 3339 as given; any other date
+    string as Segment reads it (dayjs), and epoch seconds or milliseconds, as RFC 3339 UTC."""
     if isinstance(value, str):
         match = _RFC3339.fullmatch(value)
-        if match:
-            # The shape is right; the date must be real too (no 2024-02-30). Python reads at
-            # most microseconds, so longer fractions are shortened only for this check.
-            fraction = match.group("fraction") or ""
-            checkable = value.replace(fraction, fraction[:7], 1) if fraction else value
-            _parse_iso(checkable.replace("Z", "+00:00"), value)
+        if match and _real_date(value, match.group("fraction") or ""):
             return value
-        text = value.strip()
-        if not _NUMERIC.fullmatch(text):
-            parsed = _parse_iso(text, value)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)  # no offset given: UTC, as Segment assumes
-            return _rfc3339(parsed)
-    elif isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_date_like(value):
+            raise MappingRejected(f"timestamp is not a date: {value[:64]!r}")
+        if js_number(js_to_number(value)) == value:  # Segment's own test for epoch seconds
+            return _from_epoch(Decimal(value), value)
+        return iso_string(dayjs_ms(value))
+    if isinstance(value, bool) or not is_number(value):
         raise MappingRejected(f"timestamp must be a date, got {_type_name(value)}")
-    else:
-        text = repr(value)
-    return _from_epoch(Decimal(text), text)
+    return _from_epoch(Decimal(repr(value)), repr(value))
+
+
+def _real_date(value: str, fraction: str) -> bool:
+    # The shape is right; the date must be real too (no 2024-02-30). Python reads at most
+    # microseconds, so longer fractions are shortened only for this check.
+    checkable = value.replace(fraction, fraction[:7], 1) if fraction else value
+    try:
+        datetime.fromisoformat(checkable.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _from_epoch(number: Decimal, text: str) -> str:
     if not number.is_finite():
         raise MappingRejected(f"timestamp is not a date: {text[:64]!r}")
     millis = number if abs(number) >= EPOCH_MS_CUTOFF else number * 1000
+    if abs(millis) > Decimal(MAX_TIME_MS):
+        raise MappingRejected(f"timestamp out of range: {text[:64]!r}")
     try:
         # Integer milliseconds on top of the epoch: exact, unlike a float division.
         moment = _EPOCH + timedelta(milliseconds=int(millis))
-    except OverflowError as ex:
-        raise MappingRejected(f"timestamp out of range: {text[:64]!r}") from ex
-    return _rfc3339(moment)
-
-
-def _parse_iso(text: str, original: Any) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError as ex:
-        raise MappingRejected(f"timestamp is not a date: {str(original)[:64]!r}") from ex
-
-
-def _rfc3339(moment: datetime) -> str:
+    except OverflowError:
+        return iso_string(float(int(millis)))
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
 
@@ -258,7 +366,9 @@ def _message_id(event: MappingABC[str, Any]) -> str:
 
 def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> Call:
     """The call `mapping` makes of `event`; MappingRejected with the reason if it cannot."""
-    payload = resolve_payload(event, mapping)
+    payload = validate_payload(resolve_payload(event, mapping), mapping.action)
+    for key in mapping.undefined_in_arrays & payload.keys():
+        payload[key] = json_ready(payload[key])  # undefined array members go out as null
     message_id = _message_id(event)
     if mapping.action == UPDATE_USER_PROFILE:
         body = build_profile_body(payload)
@@ -273,18 +383,35 @@ def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> C
 
 
 def map_delete(event: MappingABC[str, Any]) -> Call:
-    """A Segment `delete` (GDPR) becomes `delete-user` for its userId."""
+    """A Segment `delete` (GDPR) becomes `delete-user` for its userId, sent as it is."""
     user_id = event.get("userId")
     if user_id is None or user_id == "":
         raise MappingRejected("missing required field userId")
-    body = {"external_id": coerce_string("userId", user_id)}
+    body = {"external_id": user_id}
     return Call("", DELETE_USER, DELETE_USER_PATH, _message_id(event), body, False)
 
 
-def plan_calls(
-    event: MappingABC[str, Any], mappings: Sequence[Mapping], app_code: str
-) -> tuple[list[Call], list[Rejection]]:
-    """Every call an event makes, in mapping order, and every mapping that rejected it."""
+def excluded_by_integrations(event: MappingABC[str, Any], names: Sequence[str]) -> bool:
+    """Whether the event's `integrations` object switches this destination off.
+
+    As Segment reads it: the destination's own entry decides when there is one (`false` is off,
+    anything else on); otherwise `"All": false` switches every destination off.
+    """
+    integrations = event.get("integrations")
+    if not isinstance(integrations, MappingABC) or not integrations:
+        return False
+    for name in names:
+        if name in integrations:
+            return integrations[name] is False
+    return integrations.get("All", True) is False
+
+
+def plan_calls(event: MappingABC[str, Any], mappings: Sequence[Mapping], app_code: str) -> Plan:
+    """Every call an event makes, in mapping order, and every mapping that rejected it.
+
+    An event whose `integrations` object switches this destination off (the names are the
+    mappings' `integration_names`) makes no call: the plan's `skipped` is "integrations".
+    """
     calls: list[Call] = []
     rejections: list[Rejection] = []
     if event.get("type") == "delete":
@@ -292,7 +419,9 @@ def plan_calls(
             calls.append(map_delete(event))
         except MappingRejected as ex:
             rejections.append(Rejection("", DELETE_USER, _message_id(event), ex.reason))
-        return calls, rejections
+        return Plan(calls, rejections)
+    if mappings and excluded_by_integrations(event, mappings[0].integration_names):
+        return Plan(calls, rejections, SKIPPED_BY_INTEGRATIONS)
     for mapping in mappings:
         if not mapping.enabled or not _triggers(mapping, event):
             continue
@@ -302,7 +431,7 @@ def plan_calls(
             rejections.append(
                 Rejection(mapping.name, mapping.action, _message_id(event), ex.reason)
             )
-    return calls, rejections
+    return Plan(calls, rejections)
 
 
 def _triggers(mapping: Mapping, event: MappingABC[str, Any]) -> bool:
