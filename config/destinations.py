@@ -11,6 +11,7 @@ destinations file (`DESTINATIONS_FILE`, YAML or JSON) lists them:
         shared_secret_env: IOS_WEBHOOK_SECRET  # optional, for X-Signature
         mappings_file: ios-mappings.yaml       # or mappings: [...] inline; default: the presets
         enable_batching: true
+        integration_names: [Pushwoosh iOS]     # names its `integrations` entry may use
         base_url: https://...                  # optional
         shards: 1
         max_requests_per_s: 20                 # optional shared rate limit
@@ -41,7 +42,7 @@ from config.settings import Secret, Settings
 _KEYS: Final = (
     "name", "api_key", "api_key_env", "application_code", "base_url", "write_keys",
     "write_keys_env", "shared_secret_env", "mappings", "mappings_file", "enable_batching",
-    "shards", "max_requests_per_s", "max_events_per_s", "timeout_s",
+    "shards", "max_requests_per_s", "max_events_per_s", "timeout_s", "integration_names",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _APP_CODE = re.compile(r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}$")
@@ -82,6 +83,9 @@ class _DestinationSchema(Schema):
     max_requests_per_s = fields.Float(load_default=None, validate=validate.Range(min=0))
     max_events_per_s = fields.Float(load_default=None, validate=validate.Range(min=0))
     timeout_s = fields.Float(load_default=None, validate=validate.Range(min=0.1, max=120))
+    integration_names = fields.List(
+        fields.String(validate=validate.Length(min=1)), load_default=None
+    )
 
 
 class _FileSchema(Schema):
@@ -159,6 +163,8 @@ def _one(
     ):
         if data[key] is not None:
             overrides[field] = data[key].rstrip("/") if key == "base_url" else data[key]
+    if data["integration_names"] is not None:
+        overrides["pushwoosh_integration_names"] = tuple(data["integration_names"])
     settings = dataclasses.replace(base, **overrides)
     try:
         if data["mappings"] is not None:
@@ -166,12 +172,15 @@ def _one(
                 {"mappings": data["mappings"]},
                 settings.pushwoosh_enable_batching,
                 f"{label}: mappings",
+                settings.pushwoosh_integration_names,
             )
         else:
             path = data["mappings_file"]
             if path and not os.path.isabs(path):
                 path = str(folder / path)
-            mappings = load_mappings(path, settings.pushwoosh_enable_batching)
+            mappings = load_mappings(
+                path, settings.pushwoosh_enable_batching, settings.pushwoosh_integration_names
+            )
     except ConfigError as ex:
         problems.extend(f"{label}: {p}" for p in ex.problems)
         return None

@@ -368,8 +368,32 @@ def test_bad_directives_are_refused_naming_the_spot(raw: object, fragments: list
         assert fragment in reason
 
 
-def test_liquid_is_refused_until_configured() -> None:
-    assert "@liquid" in refusal({"@liquid": "{{ userId }}"})
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ userId | upcase }}", "USER-123"),
+        ("{{ properties.total }}|{{ traits.missing }}|{{ list }}", "59.9||1020"),
+        ("{% if traits.name == 'Jane' %}hi {{ traits.name }}{% endif %}", "hi Jane"),
+        ("", ""),
+    ],
+)
+def test_liquid_renders_as_segments_liquidjs(template: str, expected: str) -> None:
+    assert value_of({"@liquid": template}) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "fragment"),
+    [
+        ("{% for t in list %}{{ t }}{% endfor %}", 'tag "for" is disabled in Segment'),
+        ("{{ list | reverse }}", 'filter "reverse" is disabled in Segment'),
+        ("{{ traits.age | plus: 1 }}", 'the filter "plus" is not supported here'),
+        ("{% if traits.age > 3 %}x{% endif %}", "not supported here"),
+        ("x" * 1001, "limited to 1000 characters"),
+        ("{{ userId ", "not a valid Liquid template"),
+    ],
+)
+def test_liquid_that_cannot_render_the_same_is_refused(template: str, fragment: str) -> None:
+    assert fragment in refusal({"@liquid": template})
 
 
 _JSON_LEAVES = st.one_of(

@@ -218,6 +218,33 @@ def _mapping_values() -> list[Any]:
         {"@excludeWhenNull": {"@path": f"{p}.items"}},
         {"@excludeWhenNull": {"a": None, "b": {"c": None, "d": 1}, "e": [None]}},
         {"@excludeWhenNull": {"@path": f"{p}.total"}},
+        # @liquid
+        {"@liquid": "{{ userId }}"}, {"@liquid": "{{ properties.total }}"},
+        {"@liquid": "{{ properties.int_float }}"}, {"@liquid": "{{ properties.nested }}"},
+        {"@liquid": "{{ properties.tags }}"}, {"@liquid": "{{ traits.email | upcase }}"},
+        {"@liquid": "{{ traits.name | append: '!' | prepend: '<' }}"},
+        {"@liquid": "{{ properties.missing | default: 'none' }}"},
+        {"@liquid": "{% if properties.total > 50 %}big{% else %}small{% endif %}"},
+        {"@liquid": "{% if event == 'Order Completed' %}y{% elsif event %}n{% endif %}"},
+        {"@liquid": "{{ properties.url | url_encode }}"},
+        {"@liquid": "{{ properties.name | escape }}"},
+        {"@liquid": "{% assign x = traits.name | downcase %}{{ x }}"},
+        {"@liquid": "{{ properties.items | size }}"}, {"@liquid": "{{ properties.emoji | size }}"},
+        {"@liquid": "{{ properties.tags | join: '-' }}"},
+        {"@liquid": "{{ 'a,b' | split: ',' | first }}|{{ 'a,b' | split: ',' | last }}"},
+        {"@liquid": "{{ traits.name | truncate: 3 }}"},
+        {"@liquid": "{% unless properties.free %}paid{% endunless %}"},
+        {"@liquid": "{{ properties.count }}|{{ properties.free }}|{{ properties.coupon }}|"},
+        {"@liquid": "{% capture c %}{{ userId }}-x{% endcapture %}{{ c | upcase }}"},
+        {"@liquid": "{{ properties.sigma | downcase }} {{ properties.sigma | capitalize }}"},
+        {"@liquid": "  {{- userId -}}  "}, {"@liquid": "{% raw %}{{ userId }}{% endraw %}"},
+        {"@liquid": ""}, {"@liquid": "{{ properties.big }} {{ properties.small }}"},
+        {"@liquid": "{% if properties.count == 0 %}zero{% endif %}"},
+        {"@liquid": "{% if properties.numstr == 52.5 %}eq{% else %}ne{% endif %}"},
+        {"@liquid": "{% for i in properties.tags %}{{i}}{% endfor %}"},
+        {"@liquid": "{{ properties.tags | reverse }}"},
+        {"@liquid": "{{ properties.total | plus: 1 }}"}, {"@liquid": 5},
+        {"@liquid": "{{ userId "}, {"@liquid": "x" * 1001},
         # structure errors
         {"@path": "$.a", "@template": "x"}, {"@path": "$.a", "extra": 1}, {"@nope": 1},
         [{"@nope": 1}], [{"@path": "$.userId", "x": 1}], [{"@path": 5}],
@@ -234,7 +261,17 @@ _REFUSED_VALUES = (
     {"@merge": {"objects": [{"a": 1}]}}, {"@transform": {"apply": {"x": 1}}}, [{"@nope": 1}],
     [{"@path": 5}], {"@arrayPath": "x"}, {"@path": 5}, {"@template": 5},
     {"@flatten": {"separator": "", "value": {"a": {"b": 1}}}},
+    {"@liquid": "{% for i in properties.tags %}{{i}}{% endfor %}"},
+    {"@liquid": "{{ properties.tags | reverse }}"}, {"@liquid": "{{ userId "},
+    {"@liquid": "x" * 1001},
 )  # fmt: skip
+
+
+# Liquid the fleet does not render (it would come out differently): refused at start-up.
+_UNSUPPORTED_VALUES = (
+    {"@liquid": "{{ properties.total | plus: 1 }}"},
+    {"@liquid": "{% if properties.total > 50 %}big{% else %}small{% endif %}"},
+)
 
 
 def mapping_cases() -> list[dict[str, Any]]:
@@ -243,6 +280,8 @@ def mapping_cases() -> list[dict[str, Any]]:
         case: dict[str, Any] = {"kind": "mapping", "mapping": {"out": value}}
         if value in _REFUSED_VALUES:
             case["fleet"] = "refuses"
+        if value in _UNSUPPORTED_VALUES:
+            case["fleet"] = "unsupported"
         cases.append(case)
     # Several fields in one mapping, and a Segment-internal key.
     cases.append(

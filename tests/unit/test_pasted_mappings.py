@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from config.destinations import load_destinations
 from config.errors import ConfigError
 from config.mapping_file import load_mappings_from_data, mappings_from_settings
 from config.settings import load_settings
@@ -123,3 +126,23 @@ def test_a_delete_ignores_integrations() -> None:
     event = {"type": "delete", "userId": 5, "integrations": {"All": False}}
     (call,), _ = plan_calls(event, load_mappings_from_data([UI_EXPORT], False, "m"), APP_CODE)
     assert call.body == {"external_id": 5}
+
+
+def test_each_destination_can_name_its_integrations_entry(tmp_path: Path) -> None:
+    path = tmp_path / "destinations.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "destinations": [
+                    {"name": "ios", "write_keys": ["k1"], "integration_names": ["Pushwoosh iOS"]},
+                    {"name": "web", "write_keys": ["k2"]},
+                ]
+            }
+        )
+    )
+    env = {"DESTINATIONS_FILE": str(path)}
+    destinations = load_destinations(load_settings(env), env)
+    event = {"type": "identify", "userId": "u", "integrations": {"Pushwoosh iOS": False}}
+    ios, web = destinations["ios"], destinations["web"]
+    assert plan_calls(event, ios.mappings, APP_CODE).skipped == SKIPPED_BY_INTEGRATIONS
+    assert plan_calls(event, web.mappings, APP_CODE).calls  # the default names apply there

@@ -72,10 +72,12 @@ def test_mapping_values_come_out_as_in_segment(case: dict[str, Any]) -> None:
     try:
         getters = {key: compile_field(raw, key) for key, raw in case["mapping"].items()}
     except Exception as ex:
+        if case.get("fleet") == "unsupported":
+            return  # Liquid the fleet does not render: refused, named in docs/mappings.md
         assert case.get("fleet") == "refuses", f"refused without being marked: {ex}"
         assert any("error" in result for result in expected), "refused, yet Segment never fails"
         return
-    assert case.get("fleet") != "refuses", "marked as refused, but it compiles"
+    assert case.get("fleet") not in ("refuses", "unsupported"), "marked as refused, yet compiles"
     for event, result in zip(MAPPING_EVENTS, expected, strict=True):
         try:
             values = {key: get(event) for key, get in getters.items()}
