@@ -472,8 +472,25 @@ def dayjs_ms(text: str) -> float:
     return parse_js_date(text)
 
 
+# The usual shape, "2024-05-01T12:05:00.000Z": V8 reads it without its legacy parser.
+_ISO_FAST: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
 def is_date_like(text: str) -> bool:
     """Segment's "date-like" format check for a string in a datetime field."""
+    fast = _ISO_FAST.fullmatch(text)
+    if fast:
+        _, month, day, hour, minute, second, zone_hour, zone_minute = (
+            int(part) if part else 0 for part in fast.groups()
+        )
+        if (
+            1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 59
+            and zone_hour <= 23 and zone_minute <= 59
+        ):  # fmt: skip
+            return True
     number = js_to_number(text)
     if js_number(number) == text:  # a number written as JavaScript writes it: epoch seconds
         return math.isfinite(number) and abs(number * 1000) <= MAX_TIME_MS

@@ -229,6 +229,9 @@ def lookup(data: Any, keys: tuple[str, ...]) -> Any:
     """
     current = data
     for key in keys:
+        if type(current) is dict:  # the common case: an object (always truthy in JavaScript)
+            current = current.get(key, ABSENT)
+            continue
         if not truthy(current):
             return current
         if isinstance(current, Mapping):
