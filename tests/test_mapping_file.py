@@ -448,6 +448,7 @@ def test_describe_shows_every_mapping_field_and_the_delete_rule() -> None:
     assert "enable_batching  false" in text
     assert 'name             {"@if":{"exists":{"@path":"$.event"}' in text
     assert "delete-user" in text
+    assert 'skipped: events whose integrations say "Pushwoosh": false or' in text
     assert "DRY RUN" in text
 
 
