@@ -21,16 +21,23 @@ from worker.mapping import plan_calls
 
 CUSTOM = {
     "mappings": [
-        {"name": "Profiles", "action": "updateUserProfile", "trigger": 'type = "identify"'},
+        {
+            "name": "Profiles",
+            "action": "updateUserProfile",
+            "trigger": 'type = "identify"',
+            "defaults": True,
+        },
         {
             "name": "Tracks",
             "action": "trackEvent",
             "trigger": 'type = "track" or type = "page" or type = "screen"',
+            "defaults": True,
         },
         {
             "name": "VIP purchases",
             "action": "trackEvent",
             "trigger": 'type = "track" and event = "Order Completed" and properties.total > 100',
+            "defaults": True,
             "fields": {
                 "name": "VIP Order",
                 "properties": {
@@ -43,6 +50,7 @@ CUSTOM = {
             "name": "Web only",
             "action": "trackEvent",
             "trigger": 'type = "page" and match(context.page.path, "/pricing*")',
+            "defaults": True,
             "fields": {
                 "name": {
                     "@if": {

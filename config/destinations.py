@@ -12,6 +12,7 @@ destinations file (`DESTINATIONS_FILE`, YAML or JSON) lists them:
         shared_secret_env: IOS_WEBHOOK_SECRET  # optional, for X-Signature
         mappings_file: ios-mappings.yaml       # or mappings: [...] inline; default: the presets
         enable_batching: true
+        integration_names: [Pushwoosh iOS]     # names its `integrations` entry may use
         base_url: https://...                  # optional
         shards: 1
         max_requests_per_s: 20                 # optional shared rate limit
@@ -51,7 +52,7 @@ _KEYS: Final = (
     "name", "api_key", "api_key_env", "application_code", "base_url", "write_keys",
     "write_keys_env", "admin_keys", "admin_keys_env", "shared_secret_env", "mappings",
     "mappings_file", "enable_batching", "shards", "max_requests_per_s", "max_events_per_s",
-    "timeout_s",
+    "timeout_s", "integration_names",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _APP_CODE = re.compile(r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}$")
@@ -101,6 +102,9 @@ class _DestinationSchema(Schema):
     max_requests_per_s = fields.Float(load_default=None, validate=validate.Range(min=0))
     max_events_per_s = fields.Float(load_default=None, validate=validate.Range(min=0))
     timeout_s = fields.Float(load_default=None, validate=validate.Range(min=0.1, max=120))
+    integration_names = fields.List(
+        fields.String(validate=validate.Length(min=1)), load_default=None
+    )
 
 
 class _FileSchema(Schema):
@@ -185,20 +189,26 @@ def _settings(
     for key, field in _OVERRIDES:
         if data[key] is not None:
             overrides[field] = data[key].rstrip("/") if key == "base_url" else data[key]
+    if data["integration_names"] is not None:
+        overrides["pushwoosh_integration_names"] = tuple(data["integration_names"])
     if enable_batching is not None:
         overrides["pushwoosh_enable_batching"] = enable_batching
     return dataclasses.replace(base, **overrides)
 
 
 def _mappings(data: dict[str, Any], settings: Settings, folder: Path, label: str) -> list[Mapping]:
+    names = settings.pushwoosh_integration_names
     if data["mappings"] is not None:
         return load_mappings_from_data(
-            {"mappings": data["mappings"]}, settings.pushwoosh_enable_batching, f"{label}: mappings"
+            {"mappings": data["mappings"]},
+            settings.pushwoosh_enable_batching,
+            f"{label}: mappings",
+            names,
         )
     path = data["mappings_file"]
     if path and not os.path.isabs(path):
         path = str(folder / path)
-    return load_mappings(path, settings.pushwoosh_enable_batching)
+    return load_mappings(path, settings.pushwoosh_enable_batching, names)
 
 
 def _one(

@@ -1,50 +1,75 @@
-"""The mappings file: which events become which Pushwoosh calls, in Segment's mapping JSON.
+"""The mappings file: which events become which Pushwoosh calls, in Segment's own JSON.
 
 `PUSHWOOSH_MAPPINGS_FILE` names a YAML (`.yaml`/`.yml`) or JSON (`.json`) file holding
-`mappings: [{name, action, trigger, enabled, fields}, ...]`. Each mapping's `fields` are merged
-over its action's defaults (a field set to null is not mapped at all), its trigger is compiled
-once, and every problem in the file is reported at once, each naming the mapping and the field.
-Without a file the two presets apply; they go through the very same code path.
+`mappings: [...]` (or just the list). Each mapping is written in one of two forms:
+
+- **pasted from Segment**, as its UI export or Public API gives it: `name`, `actionSlug` or
+  `actionId`, `subscribe` or `trigger`, `mapping` or `settings`, `enabled` (ids such as `id`,
+  `destinationId`, `modelId` are ignored). The mapping is taken as it is: a field it does not
+  list is not mapped, as in Segment.
+- **the fleet's own**: `name`, `action`, `trigger`, `enabled`, `fields`. `fields` are taken as
+  they are too; with `defaults: true` they start from the action's default fields (Segment's
+  preset mapping) and override them, a field set to null then dropping that default.
+
+Its trigger is compiled once, and every problem in the file is reported at once, each naming the
+mapping and the field. Without a file the two presets apply; they go through the same code.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as MappingABC
 from typing import Any, Final, Protocol
 
 import yaml
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from config.directives import DirectiveError, compile_value
+from config.directives import (
+    DirectiveError,
+    compile_field_node,
+    validate_mapping,
+)
 from config.errors import ConfigError
 from config.fql import TriggerSyntaxError, compile_trigger
 from config.mappings import (
     ACTION_DEFAULTS,
     ACTION_FIELDS,
+    ACTION_SCHEMAS,
+    ACTION_TITLES,
     ACTIONS,
+    PROFILE_PRESET_NAME,
     PROFILE_PRESET_TRIGGER,
     TRACK_EVENT,
+    TRACK_PRESET_NAME,
     TRACK_PRESET_TRIGGER,
     UPDATE_USER_PROFILE,
     FieldGetter,
     Mapping,
 )
+from config.settings import DEFAULT_INTEGRATION_NAMES
 
 MAX_MAPPINGS: Final = 50  # as many as a Segment destination instance allows
 BATCHING_FIELD: Final = "enable_batching"
+# Segment's presets, in its order, with its names: the whole default mapping, as Segment
+# copies it into a new subscription (enable_batching follows PUSHWOOSH_ENABLE_BATCHING).
 PRESETS: Final = (
-    {"name": "Create or Update User Profiles", "action": UPDATE_USER_PROFILE,
-     "trigger": PROFILE_PRESET_TRIGGER, "enabled": True, "fields": {}},
-    {"name": "Track Event", "action": TRACK_EVENT,
-     "trigger": TRACK_PRESET_TRIGGER, "enabled": True, "fields": {}},
+    {"name": TRACK_PRESET_NAME, "actionSlug": TRACK_EVENT, "subscribe": TRACK_PRESET_TRIGGER,
+     "enabled": True,
+     "mapping": {k: v for k, v in ACTION_DEFAULTS[TRACK_EVENT].items() if k != BATCHING_FIELD}},
+    {"name": PROFILE_PRESET_NAME, "actionSlug": UPDATE_USER_PROFILE,
+     "subscribe": PROFILE_PRESET_TRIGGER, "enabled": True,
+     "mapping": dict(ACTION_DEFAULTS[UPDATE_USER_PROFILE])},
 )  # fmt: skip
-# Keys of a mapping as Segment's API spells them, so a pasted mapping gets a useful hint.
-_SEGMENT_SPELLINGS: Final = {
-    "subscribe": "trigger", "mapping": "fields", "actionId": "action", "actionSlug": "action",
-}  # fmt: skip
+_ACTION_KEYS: Final = ("action", "actionSlug", "actionId", "partnerAction")
+_TRIGGER_KEYS: Final = ("trigger", "subscribe")
+_FIELD_KEYS: Final = ("fields", "mapping", "settings")
+_KNOWN_KEYS: Final = ("name", "enabled", "defaults", *_ACTION_KEYS, *_TRIGGER_KEYS, *_FIELD_KEYS)
+# What Segment's exports carry besides the mapping itself; none of it changes what is sent.
+_IGNORED_KEYS: Final = frozenset(
+    {"id", "destinationId", "modelId", "createdAt", "updatedAt", "type", "eventSlug",
+     "actionName", "idempotencyKey", "reverseETLSchedule", "hidden"}
+)  # fmt: skip
 _TOP_LEVEL_KEYS: Final = ("mappings",)
 
 
@@ -56,75 +81,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
-class _StrictBool(fields.Field):  # type: ignore[type-arg]
-    """true or false only: in a mappings file "yes", 1 or "false" are mistakes, not booleans."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValidationError(f"must be true or false, got {value!r}")
-        return value
-
-
-_TRIGGER_IS_TEXT: Final = "must be a string, like 'type = \"track\"'"
-
-
-class _TriggerField(fields.Field):  # type: ignore[type-arg]
-    """A trigger's FQL text, checked by compiling it (the compiled form is made once, later)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if not isinstance(value, str):
-            raise ValidationError(_TRIGGER_IS_TEXT)
-        try:
-            compile_trigger(value)
-        except TriggerSyntaxError as ex:
-            raise ValidationError(str(ex)) from ex
-        return value
-
-
-def _check_action(action: str) -> None:
-    if action not in ACTIONS:
-        known = " or ".join(ACTIONS)
-        raise ValidationError(f"unknown action {action!r}{did_you_mean(action, ACTIONS)} ({known})")
-
-
-_REQUIRED: dict[str, str | list[Any] | dict[Any, Any]] = {
-    "required": "is required",
-    "invalid": "must be a string",
-    "null": "must be a string",
-}
-
-
-class _MappingSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE  # unknown keys are reported separately, with a hint
-
-    name = fields.String(
-        required=True,
-        error_messages=_REQUIRED,
-        validate=validate.Length(min=1, max=200, error="must be 1 to 200 characters"),
-    )
-    action = fields.String(required=True, error_messages=_REQUIRED, validate=_check_action)
-    trigger = _TriggerField(
-        required=True,
-        error_messages={"required": "is required", "null": _TRIGGER_IS_TEXT},
-    )
-    enabled = _StrictBool(
-        load_default=True, error_messages={"null": "must be true or false, got None"}
-    )
-    field_values = fields.Dict(
-        data_key="fields",
-        keys=fields.String(),
-        load_default=dict,
-        error_messages={
-            "invalid": "must be an object of field: value",
-            "null": "must be an object of field: value",
-        },
-    )
-
-
-_MAPPING_KEYS: Final = ("name", "action", "trigger", "enabled", "fields")
-
-
 def _label(index: int, item: object) -> str:
     name = item.get("name") if isinstance(item, MappingABC) else None
     if isinstance(name, str) and name.strip():
@@ -132,48 +88,35 @@ def _label(index: int, item: object) -> str:
     return f"mappings[{index}]"
 
 
-def _flatten(messages: Any, where: str = "") -> list[str]:
-    """marshmallow's nested error dict as `key.sub: message` lines."""
-    if isinstance(messages, MappingABC):
-        lines: list[str] = []
-        for key, inner in messages.items():
-            lines += _flatten(inner, f"{where}.{key}" if where else str(key))
-        return lines
-    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        return [f"{where}: {'; '.join(messages)}" if where else "; ".join(messages)]
-    if isinstance(messages, list):
-        return [line for inner in messages for line in _flatten(inner, where)]
-    return [f"{where}: {messages}" if where else str(messages)]
-
-
-def _unknown_keys(item: MappingABC[Any, Any], known: tuple[str, ...], where: str) -> list[str]:
-    problems = []
-    for key in item:
-        if key in known:
-            continue
-        text = str(key)
-        hint = (
-            f'; did you mean "{_SEGMENT_SPELLINGS[text]}"? (Segment\'s name for it)'
-            if text in _SEGMENT_SPELLINGS
-            else did_you_mean(text, known)
-        )
-        problems.append(f"{where}{text}: unknown key{hint}")
-    return problems
+def _one_of(item: MappingABC[str, Any], keys: Sequence[str], problems: list[str]) -> str | None:
+    """The one key of `keys` the mapping uses; a problem when it uses two that disagree."""
+    present = [key for key in keys if key in item]
+    if len(present) > 1 and any(item[key] != item[present[0]] for key in present[1:]):
+        problems.append(f"{present[0]} and {present[1]}: give only one of them")
+    return present[0] if present else None
 
 
 class _Compiler:
     """Validates and compiles every mapping, collecting problems instead of stopping at one."""
 
-    def __init__(self, enable_batching_default: bool) -> None:
+    def __init__(self, enable_batching_default: bool, integration_names: tuple[str, ...]) -> None:
         self.enable_batching_default = enable_batching_default
+        self.integration_names = integration_names
         self.problems: list[str] = []
 
     def compile_all(self, data: object) -> list[Mapping]:
-        if not isinstance(data, MappingABC):
-            self.problems.append("the top level must be an object with a `mappings` list")
+        if isinstance(data, list):
+            items: Any = data
+        elif isinstance(data, MappingABC):
+            for key in data:
+                if key not in _TOP_LEVEL_KEYS:
+                    self.problems.append(
+                        f"{key}: unknown key{did_you_mean(str(key), _TOP_LEVEL_KEYS)}"
+                    )
+            items = data.get("mappings")
+        else:
+            self.problems.append("the top level must be a list of mappings or `mappings: [...]`")
             return []
-        self.problems += _unknown_keys(data, _TOP_LEVEL_KEYS, "")
-        items = data.get("mappings")
         if not isinstance(items, list):
             got = "missing" if items is None else f"a {type(items).__name__}"
             self.problems.append(f"mappings: must be a list of mappings, got {got}")
@@ -201,43 +144,130 @@ class _Compiler:
                 first_index[name] = index
         return repeats
 
-    def compile_one(self, index: int, item: object, same_name_as: int | None) -> Mapping | None:
+    def compile_one(self, index: int, item: object, same_name_as: int | None) -> Mapping | None:  # noqa: C901
         label = _label(index, item)
         if not isinstance(item, MappingABC):
             self.problems.append(f"{label}: must be an object with name, action, trigger, fields")
             return None
-        problems = _unknown_keys(item, _MAPPING_KEYS, "")
-        try:
-            loaded: dict[str, Any] = _MappingSchema().load(dict(item))
-        except ValidationError as ex:
-            problems += _flatten(ex.messages)
-            loaded = {}
+        problems: list[str] = []
+        for key in item:
+            if key not in _KNOWN_KEYS and key not in _IGNORED_KEYS:
+                problems.append(f"{key}: unknown key{did_you_mean(str(key), _KNOWN_KEYS)}")
+        name = self._name(item, problems)
         if same_name_as is not None:
             problems.append(f"name: already used by mappings[{same_name_as}]")
-        # Fields are checked even when the rest is wrong, so one run reports everything.
-        action, given = item.get("action"), item.get("fields", {})
-        field_sources: dict[str, Any] = {}
-        getters: dict[str, FieldGetter] = {}
-        batching = False
-        if action in ACTIONS and isinstance(given, MappingABC):
-            field_sources, getters, batching = self._compile_fields(action, given, problems)
+        action = self._action(item, problems)
+        trigger_source = self._trigger(item, problems)
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.append(f"enabled: must be true or false, got {enabled!r}")
+        fields_key = _one_of(item, _FIELD_KEYS, problems)
+        given: Any = item.get(fields_key, {}) if fields_key else {}
+        use_defaults = item.get("defaults", False)
+        if not isinstance(use_defaults, bool):
+            problems.append(f"defaults: must be true or false, got {use_defaults!r}")
+            use_defaults = False
+        if use_defaults and fields_key in ("mapping", "settings"):
+            problems.append(
+                f"defaults: a mapping pasted from Segment ({fields_key}) is taken as it is; "
+                "write `fields` to start from the defaults"
+            )
+            use_defaults = False
+        if not isinstance(given, MappingABC):
+            problems.append(f"{fields_key}: must be an object of field: value")
+            given = {}
+        compiled = None
+        if action is not None:
+            compiled = self._compile_fields(
+                action, fields_key or "fields", given, use_defaults, problems
+            )
         self.problems += [f"{label}: {problem}" for problem in problems]
-        if problems:
+        if problems or compiled is None or action is None or trigger_source is None:
             return None
+        sources, getters, batching, undefined_in_arrays = compiled
+        assert isinstance(name, str)
+        assert isinstance(enabled, bool)
         return Mapping(
-            name=loaded["name"],
-            action=loaded["action"],
-            trigger_source=loaded["trigger"],
-            trigger=compile_trigger(loaded["trigger"]),
+            name=name,
+            action=action,
+            trigger_source=trigger_source,
+            trigger=compile_trigger(trigger_source),
             fields=getters,
-            field_sources=field_sources,
-            enabled=loaded["enabled"],
+            field_sources=sources,
+            enabled=enabled,
             enable_batching=batching,
+            undefined_in_arrays=undefined_in_arrays,
+            integration_names=self.integration_names,
         )
 
-    def _compile_fields(
-        self, action: str, given: MappingABC[Any, Any], problems: list[str]
-    ) -> tuple[dict[str, Any], dict[str, FieldGetter], bool]:
+    @staticmethod
+    def _name(item: MappingABC[str, Any], problems: list[str]) -> str | None:
+        name = item.get("name")
+        if name is None:
+            problems.append("name: is required")
+        elif not isinstance(name, str):
+            problems.append("name: must be a string")
+        elif not 1 <= len(name) <= 200:
+            problems.append("name: must be 1 to 200 characters")
+        else:
+            return name
+        return None
+
+    @staticmethod
+    def _action(item: MappingABC[str, Any], problems: list[str]) -> str | None:
+        given = [(key, item[key]) for key in _ACTION_KEYS if key in item]
+        slugs = [(key, value) for key, value in given if value in ACTIONS]
+        if not given:
+            problems.append(f"action: is required ({' or '.join(ACTIONS)})")
+            return None
+        if slugs:
+            chosen = slugs[0][1]
+            for key, value in given:
+                if key != "actionId" and value != chosen:
+                    problems.append(f"{key}: {value!r} disagrees with {slugs[0][0]} {chosen!r}")
+            return str(chosen)
+        key, value = given[0]
+        if not isinstance(value, str):
+            problems.append(f"{key}: must be a string ({' or '.join(ACTIONS)})")
+            return None
+        titles = {title: slug for slug, title in ACTION_TITLES.items()}
+        if value in titles:
+            hint = f'; Segment\'s id for "{value}" is {titles[value]}'
+        elif key == "actionId":
+            hint = (
+                "; that is Segment's internal id of the action: add actionSlug "
+                f"({' or '.join(ACTIONS)})"
+            )
+        else:
+            hint = did_you_mean(value, ACTIONS) or f" ({' or '.join(ACTIONS)})"
+        problems.append(f"{key}: unknown action {value!r}{hint}")
+        return None
+
+    @staticmethod
+    def _trigger(item: MappingABC[str, Any], problems: list[str]) -> str | None:
+        key = _one_of(item, _TRIGGER_KEYS, problems)
+        if key is None:
+            problems.append("trigger: is required")
+            return None
+        source = item[key]
+        if not isinstance(source, str):
+            problems.append(f"{key}: must be a string, like 'type = \"track\"'")
+            return None
+        try:
+            compile_trigger(source)
+        except TriggerSyntaxError as ex:
+            problems.append(f"{key}: {ex}")
+            return None
+        return source
+
+    def _compile_fields(  # noqa: C901
+        self,
+        action: str,
+        fields_key: str,
+        given: MappingABC[str, Any],
+        use_defaults: bool,
+        problems: list[str],
+    ) -> tuple[dict[str, Any], dict[str, FieldGetter], bool, frozenset[str]]:
         allowed = ACTION_FIELDS[action]
         for key in given:
             if key not in allowed:
@@ -245,48 +275,72 @@ class _Compiler:
                 hint = did_you_mean(str(key), allowed) or (
                     f" (it belongs to {other[0]})" if other else ""
                 )
-                problems.append(f"fields.{key}: unknown field for {action}{hint}")
-        merged: dict[str, Any] = dict(ACTION_DEFAULTS[action])
-        if BATCHING_FIELD in allowed:
-            merged[BATCHING_FIELD] = self.enable_batching_default
-        merged.update((key, value) for key, value in given.items() if key in allowed)
-        batching = False
-        if BATCHING_FIELD in merged:
-            value = merged[BATCHING_FIELD]
+                problems.append(f"{fields_key}.{key}: unknown field for {action}{hint}")
+        if use_defaults:
+            merged = dict(ACTION_DEFAULTS[action])
+            merged.pop(BATCHING_FIELD, None)  # left out: follows PUSHWOOSH_ENABLE_BATCHING
+            merged.update((key, value) for key, value in given.items() if key in allowed)
+            # With defaults, null drops a default field (write {"@literal": null} to send null).
+            sources = {key: value for key, value in merged.items() if value is not None}
+        else:
+            sources = {key: value for key, value in given.items() if key in allowed}
+        batching = self.enable_batching_default and BATCHING_FIELD in allowed
+        if BATCHING_FIELD in sources:
+            value = sources[BATCHING_FIELD]
             if isinstance(value, bool):
                 batching = value
             else:
                 problems.append(
-                    f"fields.{BATCHING_FIELD}: must be true or false, got {value!r} (leave it out"
-                    " to follow PUSHWOOSH_ENABLE_BATCHING)"
+                    f"{fields_key}.{BATCHING_FIELD}: must be true or false, got {value!r} (leave "
+                    "it out to follow PUSHWOOSH_ENABLE_BATCHING)"
                 )
-        sources = {key: value for key, value in merged.items() if value is not None}
+        schema = ACTION_SCHEMAS[action]
+        for key, field in schema.items():
+            if field.required and key not in sources:
+                problems.append(
+                    f"{fields_key}.{key}: is required by Segment's {ACTION_TITLES[action]} action "
+                    f"and not mapped, so no event could be sent; map it (Segment's default is "
+                    f"{json.dumps(ACTION_DEFAULTS[action][key])}) or add `defaults: true`"
+                )
+        checked = {key: value for key, value in sources.items() if key != BATCHING_FIELD}
         getters: dict[str, FieldGetter] = {}
-        for key, raw in sources.items():
-            if key == BATCHING_FIELD:  # decides batching; not a value sent to Pushwoosh
+        undefined_in_arrays = set()
+        for key, raw in checked.items():
+            invalid = validate_mapping({key: raw}, fields_key)
+            if invalid:  # what Segment's validation rejects, on every event
+                problems += invalid
                 continue
             try:
-                getters[key] = compile_value(raw, f"fields.{key}")
+                getter, holds_undefined = compile_field_node(raw, f"{fields_key}.{key}")
             except DirectiveError as ex:
                 problems.append(str(ex))
-        return sources, getters, batching
+                continue
+            getters[key] = getter
+            if holds_undefined:
+                undefined_in_arrays.add(key)
+        return sources, getters, batching, frozenset(undefined_in_arrays)
 
 
 def load_mappings_from_data(
-    data: object, enable_batching_default: bool, source: str
+    data: object,
+    enable_batching_default: bool,
+    source: str,
+    integration_names: tuple[str, ...] = DEFAULT_INTEGRATION_NAMES,
 ) -> list[Mapping]:
     """Validate and compile parsed file content; ConfigError lists every problem, per mapping."""
-    compiler = _Compiler(enable_batching_default)
+    compiler = _Compiler(enable_batching_default, integration_names)
     mappings = compiler.compile_all(data)
     if compiler.problems:
         raise ConfigError([f"{source}: {problem}" for problem in compiler.problems])
     return mappings
 
 
-def preset_mappings(enable_batching: bool) -> list[Mapping]:
+def preset_mappings(
+    enable_batching: bool, integration_names: tuple[str, ...] = DEFAULT_INTEGRATION_NAMES
+) -> list[Mapping]:
     """The two default mappings of Segment's Pushwoosh destination, compiled like a file."""
     data = {"mappings": [dict(preset) for preset in PRESETS]}
-    return load_mappings_from_data(data, enable_batching, "preset mappings")
+    return load_mappings_from_data(data, enable_batching, "preset mappings", integration_names)
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -324,15 +378,21 @@ def read_mappings_file(path: str) -> object:
         raise ConfigError([f"{path}: {where}not valid YAML: {problem}"]) from ex
 
 
-def load_mappings(path: str | None, enable_batching_default: bool) -> list[Mapping]:
+def load_mappings(
+    path: str | None,
+    enable_batching_default: bool,
+    integration_names: tuple[str, ...] = DEFAULT_INTEGRATION_NAMES,
+) -> list[Mapping]:
     """The mappings in `path`, or the presets when there is no file; ConfigError if invalid."""
     if path is None:
-        return preset_mappings(enable_batching_default)
-    return load_mappings_from_data(read_mappings_file(path), enable_batching_default, path)
+        return preset_mappings(enable_batching_default, integration_names)
+    return load_mappings_from_data(
+        read_mappings_file(path), enable_batching_default, path, integration_names
+    )
 
 
 class MappingSettings(Protocol):
-    """The two settings the mappings depend on (config.settings.Settings has both)."""
+    """The settings the mappings depend on (config.settings.Settings has them)."""
 
     @property
     def pushwoosh_mappings_file(self) -> str | None: ...
@@ -340,7 +400,14 @@ class MappingSettings(Protocol):
     @property
     def pushwoosh_enable_batching(self) -> bool: ...
 
+    @property
+    def pushwoosh_integration_names(self) -> tuple[str, ...]: ...
+
 
 def mappings_from_settings(settings: MappingSettings) -> list[Mapping]:
     """The mappings the settings call for (PUSHWOOSH_MAPPINGS_FILE, PUSHWOOSH_ENABLE_BATCHING)."""
-    return load_mappings(settings.pushwoosh_mappings_file, settings.pushwoosh_enable_batching)
+    return load_mappings(
+        settings.pushwoosh_mappings_file,
+        settings.pushwoosh_enable_batching,
+        settings.pushwoosh_integration_names,
+    )

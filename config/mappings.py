@@ -1,8 +1,9 @@
 """Mappings: which events (trigger) become which Pushwoosh call (action), with which fields.
 
 A `Mapping` is compiled once at start-up: its trigger is a predicate over the raw Segment event
-and each field is a getter (event -> value or ABSENT). The presets reproduce the two default
-mappings of Segment's "Pushwoosh (Actions)" destination.
+and each field is a getter (event -> value or ABSENT). Action ids, titles, field keys, types and
+defaults, and the two presets, are those of Segment's "Pushwoosh (Actions)" destination
+(packages/destination-actions/src/destinations/pushwoosh at the commit in docs/mappings.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from typing import Any, Final
 UPDATE_USER_PROFILE: Final = "updateUserProfile"
 TRACK_EVENT: Final = "trackEvent"
 ACTIONS: Final = (UPDATE_USER_PROFILE, TRACK_EVENT)
+# Segment's action titles (what its UI shows) and preset names: note the preset names differ.
+ACTION_TITLES: Final = {
+    UPDATE_USER_PROFILE: "Create or Update User Profiles",
+    TRACK_EVENT: "Track Event",
+}
+PROFILE_PRESET_NAME: Final = "Create or Update User Profile"
+TRACK_PRESET_NAME: Final = "Track Events"
 
 # Field keys of each action, as Segment names them (pushwoosh.md).
 PROFILE_FIELDS: Final = (
@@ -66,6 +74,44 @@ TRACK_DEFAULTS: Final[dict[str, Any]] = {
 }
 ACTION_DEFAULTS: Final = {UPDATE_USER_PROFILE: PROFILE_DEFAULTS, TRACK_EVENT: TRACK_DEFAULTS}
 
+
+@dataclasses.dataclass(frozen=True)
+class FieldSchema:
+    """A field's JSON schema as Segment builds it from the action's field definition."""
+
+    types: tuple[str, ...]  # JSON types in Segment's order; "null" when the field allows null
+    required: bool = False
+    date_like: bool = False  # a "datetime" field: strings must read as a date
+    properties: MappingABC[str, FieldSchema] | None = None  # an object with declared members
+
+
+_STRING: Final = FieldSchema(("string",))
+_NULLABLE_STRING: Final = FieldSchema(("string", "null"))
+PROFILE_SCHEMA: Final[dict[str, FieldSchema]] = {
+    "external_id": _STRING,
+    **{key: _NULLABLE_STRING for key in (
+        "email", "app_version", "device_id", "device_model", "device_platform", "device_token",
+        "language", "country", "city")},
+    # Segment declares it nullable, but the schema of its members replaces the type with
+    # "object" alone (fieldsToJsonSchema), so null is dropped and false or 0 are invalid.
+    "current_location": FieldSchema(
+        ("object",),
+        properties={"latitude": FieldSchema(("number",)), "longitude": FieldSchema(("number",))},
+    ),
+    **{key: _NULLABLE_STRING for key in ("device_os_version", "timezone", "user_agent")},
+    "custom_attributes": FieldSchema(("object",)),
+}  # fmt: skip
+TRACK_SCHEMA: Final[dict[str, FieldSchema]] = {
+    "external_id": FieldSchema(("string",), required=True),
+    "device_id": _NULLABLE_STRING,
+    "device_platform": _NULLABLE_STRING,
+    "name": FieldSchema(("string",), required=True),
+    "timestamp": FieldSchema(("string", "number"), required=True, date_like=True),
+    "properties": FieldSchema(("object",)),
+    "enable_batching": FieldSchema(("boolean",)),
+}
+ACTION_SCHEMAS: Final = {UPDATE_USER_PROFILE: PROFILE_SCHEMA, TRACK_EVENT: TRACK_SCHEMA}
+
 PROFILE_PRESET_TRIGGER: Final = 'type = "identify"'
 TRACK_PRESET_TRIGGER: Final = 'type = "track" or type = "page" or type = "screen"'
 
@@ -85,3 +131,8 @@ class Mapping:
     field_sources: MappingABC[str, Any]  # the JSON each field was compiled from (for display)
     enabled: bool = True
     enable_batching: bool = False
+    # Fields whose value can hold an undefined array member (sent as null), so the body builder
+    # knows where to look; empty for almost every mapping.
+    undefined_in_arrays: frozenset[str] = frozenset()
+    # The names under which an event's `integrations` object can switch this destination off.
+    integration_names: tuple[str, ...] = ()

@@ -25,6 +25,9 @@ from config.errors import ConfigError
 
 DEFAULT_PUSHWOOSH_BASE_URL: Final = "https://integration-segment.svc-nue.pushwoosh.com"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+# The names an event's `integrations` object may use for this destination: Segment's docs say
+# "refer to it as Pushwoosh", and its catalog calls it "Pushwoosh (Actions)".
+DEFAULT_INTEGRATION_NAMES: Final = ("Pushwoosh", "Pushwoosh (Actions)")
 MASK: Final = "****"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_LEVEL_ALIASES: Final = {"WARN": "WARNING", "FATAL": "CRITICAL"}
@@ -76,6 +79,16 @@ class _SecretList(fields.String):
     ) -> tuple[Secret, ...]:
         text = super()._deserialize(value, attr, data, **kwargs)
         return tuple(Secret(item.strip()) for item in text.split(",") if item.strip())
+
+
+class _CommaList(fields.String):
+    """A comma-separated list of names."""
+
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[str, ...]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 class _Bool(fields.Boolean):
@@ -180,6 +193,12 @@ class Settings:
     pushwoosh_mappings_file: str | None = setting(
         "PUSHWOOSH_MAPPINGS_FILE", None, fields.String(),
         "custom mappings (YAML or JSON); see [docs/mappings.md](docs/mappings.md)",
+    )  # fmt: skip
+    pushwoosh_integration_names: tuple[str, ...] = setting(
+        "PUSHWOOSH_INTEGRATION_NAMES", DEFAULT_INTEGRATION_NAMES, _CommaList(),
+        "the names an event's `integrations` object may use for this destination: "
+        "`{\"All\": false}` or `{\"<name>\": false}` keeps an event from it",
+        shown="`Pushwoosh,Pushwoosh (Actions)`",
     )  # fmt: skip
     shards: int = setting(
         "PUSHWOOSH_SHARDS", 1, fields.Integer(validate=validate.Range(1, 256)),

@@ -1,7 +1,8 @@
 """A readable account of what the fleet will do with events, for `pushwoosh-fleet check-config`.
 
-Shows each mapping as it was compiled (after defaults were merged in), so what is printed is what
-runs: the trigger, the Pushwoosh endpoint, and every field with the JSON it is taken from.
+Shows each mapping as it was compiled (with `defaults: true`, after the defaults were merged
+in), so what is printed is what runs: the trigger, the Pushwoosh endpoint, every field with the
+JSON it is taken from, and the names of the `integrations` entry that switches events off.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def describe_mappings(mappings: Sequence[Mapping], settings: Settings) -> str:
     lines = [f"destination: {target}", f"mappings: {len(mappings)}, from {origin}", ""]
     for number, mapping in enumerate(mappings, start=1):
         lines += [*_describe_one(number, mapping, settings), ""]
+    names = mappings[0].integration_names if mappings else ()
+    if names:
+        listed = " or ".join(f'"{name}": false' for name in names)
+        lines.append(f'skipped: events whose integrations say {listed}, or "All": false')
     lines.append(
         'delete events (type = "delete") -> delete-user ({"external_id": userId}), '
         "always, whatever the mappings"

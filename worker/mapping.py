@@ -1,8 +1,11 @@
 """One Segment event through one mapping: a Pushwoosh call, or the reason it cannot be one.
 
-Pure: the rules are those of the wire contract (docs pushwoosh.md). Fields run their compiled
-getters; values are coerced as Segment's validator coerces them; a required field that is absent
-or a value of the wrong type rejects the event (recorded, never sent, never retried).
+Pure, and step for step what Segment's action runtime does (packages/core: transform,
+removeEmptyValues, the ajv validation with `coerceTypes: "array"`, then the Pushwoosh action's
+perform): fields run their compiled getters; empty values are dropped where the field's type has
+no room for them; values are coerced as ajv coerces them; a required field that is absent or a
+value of the wrong type rejects the event (recorded, never sent, never retried). The deliberate
+differences (timestamps sent as RFC 3339, `app_code` in batches) are in docs/mappings.md.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import dataclasses
 import functools
 import math
 import re
-import sys
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
 from datetime import UTC, datetime, timedelta
@@ -19,21 +21,32 @@ from decimal import Decimal
 from typing import Any, Final
 
 from config import fastjson
-from config.directives import ABSENT, compile_value, js_string
-from config.mappings import PROFILE_FIELDS, TRACK_EVENT, UPDATE_USER_PROFILE, FieldGetter, Mapping
+from config.directives import ABSENT, MappingError, compile_field
+from config.jsdate import dayjs_ms, is_date_like, iso_string
+from config.jsvalues import is_number, js_number, js_string, js_to_number, json_ready
+from config.mappings import (
+    ACTION_SCHEMAS,
+    PROFILE_FIELDS,
+    TRACK_EVENT,
+    UPDATE_USER_PROFILE,
+    FieldGetter,
+    FieldSchema,
+    Mapping,
+)
 
 DELETE_USER: Final = "deleteUser"
 TRACK_USER_PATH: Final = "track-user"
 POST_EVENTS_PATH: Final = "post-events"
 DELETE_USER_PATH: Final = "delete-user"
+SKIPPED_BY_INTEGRATIONS: Final = "integrations"
 
-# Profile string fields whose null is sent as JSON null, in body key order (after user_id).
-_PROFILE_NULLABLE_STRINGS: Final = (
+# track-user body keys after `attributes` and `user_id`, in the order Segment's action writes them.
+_PROFILE_BODY_KEYS: Final = (
     "email", "app_version", "device_id", "device_model", "device_platform", "device_token",
-    "language", "country", "city",
+    "language", "country", "city", "current_location", "device_os_version", "timezone",
+    "user_agent",
 )  # fmt: skip
-_PROFILE_NULLABLE_STRINGS_AFTER_LOCATION: Final = ("device_os_version", "timezone", "user_agent")
-_EXCLUDED_ATTRIBUTES: Final = frozenset(PROFILE_FIELDS)
+_RESERVED_ATTRIBUTES: Final = frozenset(PROFILE_FIELDS)
 
 
 class MappingRejected(Exception):
@@ -66,144 +79,276 @@ class Rejection:
     reason: str
     # "mapping_rejected": the event broke a rule of the contract (a required field missing, a
     # wrong type); "mapping_error": mapping it raised something unexpected. Either way only
-    # this event is held back, and the drain goes on.
+    # this call is held back, and the event's other calls and the shard go on.
     code: str = "mapping_rejected"
+
+
+class Plan(tuple[list[Call], list[Rejection]]):
+    """(calls, rejections) of one event, plus `skipped`: why it made no call at all, if it was
+    switched off for this destination ("integrations"); None otherwise."""
+
+    skipped: str | None
+
+    def __new__(
+        cls, calls: list[Call], rejections: list[Rejection], skipped: str | None = None
+    ) -> Plan:
+        plan = super().__new__(cls, (calls, rejections))
+        plan.skipped = skipped
+        return plan
+
+    @property
+    def calls(self) -> list[Call]:
+        return self[0]
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return self[1]
 
 
 def compile_fields(field_json: MappingABC[str, Any], where: str) -> dict[str, FieldGetter]:
     """Compile each field's mapping-kit JSON; DirectiveError names the field that is wrong."""
-    return {key: compile_value(raw, f"{where}.{key}") for key, raw in field_json.items()}
+    return {key: compile_field(raw, f"{where}.{key}") for key, raw in field_json.items()}
 
 
 def resolve_payload(event: MappingABC[str, Any], mapping: Mapping) -> dict[str, Any]:
-    """Run every field getter; absent values and top-level "" are left out."""
+    """Run every field getter (Segment's transform); absent values are left out."""
     payload: dict[str, Any] = {}
     for key, getter in mapping.fields.items():
-        value = getter(event)
-        if value is ABSENT or (isinstance(value, str) and value == ""):
-            continue
-        payload[key] = value
+        try:
+            value = getter(event)
+        except MappingError as ex:
+            raise MappingRejected(f"{key}: {ex}") from ex
+        if value is not ABSENT:
+            payload[key] = value
     return payload
 
 
-# -- coercion --------------------------------------------------------------------------------------
+# -- Segment's removeEmptyValues and its ajv validation --------------------------------------------
 
 
 def _type_name(value: Any) -> str:
+    if value is ABSENT:
+        return "undefined"
+    if value is None:
+        return "null"
     if isinstance(value, MappingABC):
         return "object"
     if isinstance(value, list):
         return "array"
-    return type(value).__name__
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string"
 
 
-def coerce_string(field: str, value: Any) -> str:
-    """Numbers and booleans as JavaScript's String() writes them: True -> "true", 52.0 -> "52"."""
-    if isinstance(value, str):
+def _remove_empty(value: Any, schema: FieldSchema | None) -> Any:
+    """removeEmptyValues below the top level: null and "" go where the type cannot hold them."""
+    if schema is None or (type(value) is str and value):
         return value
-    if isinstance(value, bool | int | float):
-        return js_string(value)
-    raise MappingRejected(f"{field} must be a string, got {_type_name(value)}")
-
-
-# A decimal number, as Segment's validator accepts in a number field (no hex, no Infinity).
-_NUMERIC = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
-_MAX_DOUBLE: Final = int(sys.float_info.max)
-
-
-def coerce_number(field: str, value: Any) -> int | float:
-    """Numbers as they are ("52.5" -> 52.5); integral values as ints, so 52.0 is written 52.
-
-    Only finite doubles are numbers here, as in JavaScript: a 400-digit integer or "1e400" is
-    refused, not sent as infinity.
-    """
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
-        value = float(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_DOUBLE:
-        raise MappingRejected(f"{field} is out of range for a number: {str(value)[:40]}…")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MappingRejected(f"{field} must be a number, got {_type_name(value)} {value!r}"[:200])
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict | MappingABC):
+        if schema.properties is None:
+            return value
+        cleaned = {}
+        for key, member in value.items():
+            member = _remove_empty(member, schema.properties.get(key))
+            if member is not ABSENT:
+                cleaned[key] = member
+        return cleaned
+    if value is None and "null" not in schema.types:
+        return ABSENT
+    if value == "" and isinstance(value, str) and "string" not in schema.types:
+        return ABSENT
     return value
+
+
+def remove_empty_values(payload: MappingABC[str, Any], action: str) -> dict[str, Any]:
+    """removeEmptyValues(payload, schema, isRoot=true): also drops "" at the top level."""
+    schema = ACTION_SCHEMAS[action]
+    cleaned: dict[str, Any] = {}
+    for key, value in payload.items():
+        value = _remove_empty(value, schema.get(key))
+        if value is ABSENT or (isinstance(value, str) and value == ""):
+            continue
+        cleaned[key] = value
+    return cleaned
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    if type_name == "string":
+        return isinstance(value, str)
+    if type_name == "object":
+        return isinstance(value, dict | MappingABC)
+    if type_name == "number":
+        return is_number(value) and _finite(value)  # ajv's strictNumbers
+    if type_name == "boolean":
+        return isinstance(value, bool)
+    if type_name == "null":
+        return value is None
+    return isinstance(value, list)
+
+
+_UNSET: Final = object()
+
+
+def _coerce(value: Any, types: tuple[str, ...]) -> Any:  # noqa: C901
+    """ajv's coerceTypes "array" for a value of the wrong type; _UNSET when it cannot."""
+    coerced: Any = _UNSET
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+        # ajv checks the member against all types at once, which only a single type can pass.
+        if len(types) == 1 and _has_type(value, types[0]):
+            coerced = value
+    if coerced is not _UNSET:
+        return coerced
+    for type_name in types:
+        if type_name == "string":
+            if isinstance(value, bool) or is_number(value):
+                return js_string(value)
+            if value is None:
+                return ""
+        elif type_name == "number":
+            if isinstance(value, bool):
+                return 1 if value else 0
+            if value is None:
+                return 0
+            if isinstance(value, str) and value and not math.isnan(js_to_number(value)):
+                return _integral(js_to_number(value))
+        elif type_name == "boolean":
+            if value == "false" or value is None or (is_number(value) and value == 0):
+                return False
+            if value == "true" or (is_number(value) and value == 1):
+                return True
+        elif type_name == "null" and (
+            value == "" or value is False or (is_number(value) and value == 0)
+        ):
+            return None
+    return _UNSET
+
+
+def _is_one_of(value: Any, types: tuple[str, ...]) -> bool:
+    for type_name in types:  # noqa: SIM110 (hot path: no generator)
+        if _has_type(value, type_name):
+            return True
+    return False
+
+
+def _finite(number: float) -> bool:
+    """A finite double: an integer too large for a double (400 digits) is none."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
+def _integral(number: float) -> int | float:
+    """A whole number as an int, so 52.0 is written 52 (as JavaScript writes it)."""
+    if math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
+        return int(number)
+    return number
+
+
+def _describe_types(types: tuple[str, ...]) -> str:
+    names = [{"object": "an object", "null": "null"}.get(t, f"a {t}") for t in types]
+    return " or ".join(names)
+
+
+def validate_field(key: str, value: Any, schema: FieldSchema) -> Any:
+    """The value after ajv's type check and coercion; MappingRejected when it is invalid."""
+    if type(value) is str and "string" in schema.types and not schema.date_like:
+        return value  # the common case: a text where a text belongs
+    if not _is_one_of(value, schema.types):
+        coercible = tuple(t for t in schema.types if t in ("string", "number", "boolean", "null"))
+        coerced = _coerce(value, coercible) if coercible else _UNSET
+        if coerced is _UNSET:
+            got = _type_name(value)
+            if got == "number":  # a number no double can hold: a 400-digit integer
+                got = f"a number out of range ({str(value)[:20]}…)"
+            raise MappingRejected(f"{key} must be {_describe_types(schema.types)}, got {got}")
+        value = coerced
+    if schema.date_like and isinstance(value, str) and not is_date_like(value):
+        raise MappingRejected(f"{key} is not a date: {value[:64]!r}")
+    if schema.properties is not None and isinstance(value, dict | MappingABC):
+        # Only the declared members are kept (ajv's removeAdditional), each checked in turn.
+        value = {
+            member: validate_field(f"{key}.{member}", value[member], schema.properties[member])
+            for member in schema.properties
+            if member in value
+        }
+    return value
+
+
+def validate_payload(payload: MappingABC[str, Any], action: str) -> dict[str, Any]:
+    """Segment's checks of a mapped payload, with its coercions; MappingRejected if invalid.
+
+    removeEmptyValues, then ajv's required check and per-field validation, in one pass: this
+    runs for every event, and most values are plain texts that need nothing.
+    """
+    schema = ACTION_SCHEMAS[action]
+    valid: dict[str, Any] = {}
+    for key, value in payload.items():
+        field = schema[key]
+        if type(value) is str:
+            if not value:
+                continue  # "" at the top level is dropped whatever the field's type
+            if not field.date_like and "string" in field.types:
+                valid[key] = value
+                continue
+        value = _remove_empty(value, field)
+        if value is ABSENT:
+            continue
+        valid[key] = validate_field(key, value, field)
+    for key in REQUIRED_FIELDS[action]:
+        if key not in valid:
+            raise MappingRejected(f"missing required field {key}")
+    return valid
+
+
+REQUIRED_FIELDS: Final = {
+    action: tuple(key for key, field in schema.items() if field.required)
+    for action, schema in ACTION_SCHEMAS.items()
+}
 
 
 # -- track-user ------------------------------------------------------------------------------------
 
 
 def build_profile_body(payload: MappingABC[str, Any]) -> dict[str, Any]:
-    """The flat `track-user` body, keys in the contract's order, `attributes` always present."""
+    """The `track-user` body from a validated payload, keys in Segment's order."""
     custom = payload.get("custom_attributes")
-    if custom is None:
-        custom = {}
-    if not isinstance(custom, MappingABC):
-        raise MappingRejected(f"custom_attributes must be an object, got {_type_name(custom)}")
-    # traits.email goes to `email` only: field keys never repeat inside attributes.
-    body: dict[str, Any] = {
-        "attributes": {k: v for k, v in custom.items() if k not in _EXCLUDED_ATTRIBUTES}
-    }
-    # external_id is not "null ok": a null user id is no user id.
-    if payload.get("external_id") is not None:
-        body["user_id"] = coerce_string("external_id", payload["external_id"])
-    _put_nullable_strings(body, payload, _PROFILE_NULLABLE_STRINGS)
-    if "current_location" in payload:
-        location = _current_location(payload["current_location"])
-        if location is not ABSENT:
-            body["current_location"] = location
-    _put_nullable_strings(body, payload, _PROFILE_NULLABLE_STRINGS_AFTER_LOCATION)
+    attributes = {}
+    if isinstance(custom, MappingABC):
+        # Segment omits every field key from the custom attributes: traits.email goes to email only.
+        attributes = {k: v for k, v in custom.items() if k not in _RESERVED_ATTRIBUTES}
+    body: dict[str, Any] = {"attributes": attributes}
+    if "external_id" in payload:
+        body["user_id"] = payload["external_id"]
+    for key in _PROFILE_BODY_KEYS:
+        if key not in payload:
+            continue
+        value = payload[key]
+        if key == "current_location" and not value:
+            continue  # an empty location is left out, as Segment's removeEmpty does
+        body[key] = value
     return body
-
-
-def _put_nullable_strings(
-    body: dict[str, Any], payload: MappingABC[str, Any], keys: tuple[str, ...]
-) -> None:
-    for key in keys:
-        if key in payload:
-            value = payload[key]
-            body[key] = None if value is None else coerce_string(key, value)
-
-
-def _current_location(value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, MappingABC):
-        raise MappingRejected(f"current_location must be an object, got {_type_name(value)}")
-    location = {
-        key: coerce_number(f"current_location.{key}", value[key])
-        for key in ("latitude", "longitude")
-        if value.get(key) is not None  # a null coordinate is no coordinate; 0 is kept
-    }
-    return location or ABSENT
 
 
 # -- post-events -----------------------------------------------------------------------------------
 
 
-def _required(payload: MappingABC[str, Any], field: str) -> Any:
-    value = payload.get(field)
-    if value is None:
-        raise MappingRejected(f"missing required field {field}")
-    return value
-
-
 def build_track_element(payload: MappingABC[str, Any], app_code: str) -> dict[str, Any]:
     """One `post-events` element E; a batch is a list of these, built by this same function."""
-    user_id = coerce_string("external_id", _required(payload, "external_id"))
-    name = coerce_string("name", _required(payload, "name"))
-    timestamp = normalize_timestamp(_required(payload, "timestamp"))
-    element: dict[str, Any] = {"user_id": user_id}
+    element: dict[str, Any] = {"user_id": payload["external_id"]}
     for key in ("device_id", "device_platform"):
         if key in payload:
-            value = payload[key]
-            element[key] = None if value is None else coerce_string(key, value)
+            element[key] = payload[key]
     element["app_code"] = app_code
-    element["name"] = name
-    element["timestamp"] = timestamp
-    properties = payload.get("properties")
-    if properties is not None:
-        if not isinstance(properties, MappingABC):
-            raise MappingRejected(f"properties must be an object, got {_type_name(properties)}")
-        element["attributes"] = dict(properties)
+    element["name"] = payload["name"]
+    element["timestamp"] = normalize_timestamp(payload["timestamp"])
+    if "properties" in payload:
+        element["attributes"] = dict(payload["properties"])
     return element
 
 
@@ -213,34 +358,41 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?P<fraction>\.\d+)?(
 # milliseconds (1e11 ms is March 1973). Real events fall far from the cut-off either way.
 EPOCH_MS_CUTOFF: Final = Decimal(10) ** 11
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# An epoch time must land in the years 1 to 9999 (what RFC 3339 can write), checked before any
-# arithmetic, so "9e2000000" is refused at once instead of overflowing.
+# An epoch time must land in the years 1 to 9999, what RFC 3339 (and so Pushwoosh) can read;
+# JavaScript's Date reaches further, so this is a deliberate difference (docs/mappings.md).
 _MIN_EPOCH_MS: Final = Decimal(-62135596800000)
 _MAX_EPOCH_MS: Final = Decimal(253402300799999)
 
 
 def normalize_timestamp(value: Any) -> str:
-    """RFC 3339 as given; epoch s/ms and other ISO 8601 dates as RFC 3339 UTC with milliseconds."""
+    """A timestamp Segment accepts, as Pushwoosh reads it: RFC 3339 as given; any other date
+    string as Segment reads it (dayjs), and epoch seconds or milliseconds, as RFC 3339 UTC."""
     if isinstance(value, str):
         match = _RFC3339.fullmatch(value)
-        if match:
-            # The shape is right; the date must be real too (no 2024-02-30). Python reads at
-            # most microseconds, so longer fractions are shortened only for this check.
-            fraction = match.group("fraction") or ""
-            checkable = value.replace(fraction, fraction[:7], 1) if fraction else value
-            _parse_iso(checkable.replace("Z", "+00:00"), value)
+        if match and _real_date(value, match.group("fraction") or ""):
             return value
-        text = value.strip()
-        if not _NUMERIC.fullmatch(text):
-            parsed = _parse_iso(text, value)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)  # no offset given: UTC, as Segment assumes
-            return _rfc3339(parsed)
-    elif isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_date_like(value):
+            raise MappingRejected(f"timestamp is not a date: {value[:64]!r}")
+        if js_number(js_to_number(value)) == value:  # Segment's own test for epoch seconds
+            return _from_epoch(Decimal(value), value)
+        moment_ms = dayjs_ms(value)
+        if not _MIN_EPOCH_MS <= moment_ms <= _MAX_EPOCH_MS:
+            raise MappingRejected(f"timestamp out of range (years 1 to 9999): {value[:64]!r}")
+        return iso_string(moment_ms)
+    if isinstance(value, bool) or not is_number(value):
         raise MappingRejected(f"timestamp must be a date, got {_type_name(value)}")
-    else:
-        text = repr(value)
-    return _from_epoch(Decimal(text), text)
+    return _from_epoch(Decimal(repr(value)), repr(value))
+
+
+def _real_date(value: str, fraction: str) -> bool:
+    # The shape is right; the date must be real too (no 2024-02-30). Python reads at most
+    # microseconds, so longer fractions are shortened only for this check.
+    checkable = value.replace(fraction, fraction[:7], 1) if fraction else value
+    try:
+        datetime.fromisoformat(checkable.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _from_epoch(number: Decimal, text: str) -> str:
@@ -251,18 +403,7 @@ def _from_epoch(number: Decimal, text: str) -> str:
     if not _MIN_EPOCH_MS <= millis <= _MAX_EPOCH_MS:
         raise MappingRejected(f"timestamp out of range (years 1 to 9999): {text[:64]!r}")
     # Integer milliseconds on top of the epoch: exact, unlike a float division.
-    return _rfc3339(_EPOCH + timedelta(milliseconds=int(millis)))
-
-
-def _parse_iso(text: str, original: Any) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError as ex:
-        raise MappingRejected(f"timestamp is not a date: {str(original)[:64]!r}") from ex
-
-
-def _rfc3339(moment: datetime) -> str:
-    utc = moment.astimezone(UTC)
+    utc = (_EPOCH + timedelta(milliseconds=int(millis))).astimezone(UTC)
     # The year by hand: strftime's %Y does not pad years below 1000 to four digits.
     return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
 
@@ -276,7 +417,9 @@ def _message_id(event: MappingABC[str, Any]) -> str:
 
 def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> Call:
     """The call `mapping` makes of `event`; MappingRejected with the reason if it cannot."""
-    payload = resolve_payload(event, mapping)
+    payload = validate_payload(resolve_payload(event, mapping), mapping.action)
+    for key in mapping.undefined_in_arrays & payload.keys():
+        payload[key] = json_ready(payload[key])  # undefined array members go out as null
     message_id = _message_id(event)
     if mapping.action == UPDATE_USER_PROFILE:
         body = build_profile_body(payload)
@@ -291,30 +434,49 @@ def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> C
 
 
 def map_delete(event: MappingABC[str, Any]) -> Call:
-    """A Segment `delete` (GDPR) becomes `delete-user` for its userId."""
+    """A Segment `delete` (GDPR) becomes `delete-user` for its userId, sent as it is."""
     user_id = event.get("userId")
     if user_id is None or user_id == "":
         raise MappingRejected("missing required field userId")
-    body = {"external_id": coerce_string("userId", user_id)}
+    body = {"external_id": user_id}
     return Call("", DELETE_USER, DELETE_USER_PATH, _message_id(event), body, False)
 
 
-def plan_calls(
-    event: MappingABC[str, Any], mappings: Sequence[Mapping], app_code: str
-) -> tuple[list[Call], list[Rejection]]:
-    """Every call an event makes, in mapping order, and every mapping that rejected it."""
+def excluded_by_integrations(event: MappingABC[str, Any], names: Sequence[str]) -> bool:
+    """Whether the event's `integrations` object switches this destination off.
+
+    As Segment reads it: the destination's own entry decides when there is one (`false` is off,
+    anything else on); otherwise `"All": false` switches every destination off.
+    """
+    integrations = event.get("integrations")
+    if not isinstance(integrations, MappingABC) or not integrations:
+        return False
+    for name in names:
+        if name in integrations:
+            return integrations[name] is False
+    return integrations.get("All", True) is False
+
+
+def plan_calls(event: MappingABC[str, Any], mappings: Sequence[Mapping], app_code: str) -> Plan:
+    """Every call an event makes, in mapping order, and every mapping that rejected it.
+
+    An event whose `integrations` object switches this destination off (the names are the
+    mappings' `integration_names`) makes no call: the plan's `skipped` is "integrations".
+    """
     calls: list[Call] = []
     rejections: list[Rejection] = []
     if event.get("type") == "delete":
         make = functools.partial(map_delete, event)
         _map_guarded(make, "", DELETE_USER, event, calls, rejections)
-        return calls, rejections
+        return Plan(calls, rejections)
+    if mappings and excluded_by_integrations(event, mappings[0].integration_names):
+        return Plan(calls, rejections, SKIPPED_BY_INTEGRATIONS)
     for mapping in mappings:
         if not mapping.enabled or not _triggers(mapping, event):
             continue
         make = functools.partial(map_event, event, mapping, app_code)
         _map_guarded(make, mapping.name, mapping.action, event, calls, rejections)
-    return calls, rejections
+    return Plan(calls, rejections)
 
 
 def _map_guarded(

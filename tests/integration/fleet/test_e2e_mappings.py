@@ -24,12 +24,14 @@ MAPPINGS = {
             "name": "Every track",
             "action": "trackEvent",
             "trigger": 'type = "track"',
+            "defaults": True,
             "fields": {"enable_batching": False},
         },
         {
             "name": "VIP purchases",
             "action": "trackEvent",
             "trigger": 'type = "track" and event = "Order Completed" and properties.total > 100',
+            "defaults": True,
             "fields": {"name": "VIP Order", "properties": {"@path": "$.properties"}},
         },
         {

@@ -237,13 +237,13 @@ def test_trace_shows_the_history_of_delivered_retried_and_dead_lettered_events(
     # Then `trace` tells each one's story, step by step
     ok = trace_cli(fleet, "t-ok", "-> delivered")
     assert "received via v1/track" in ok
-    assert "matched Track Event (trackEvent)" in ok
+    assert "matched Track Events (trackEvent)" in ok
     assert "to post-events with 1 event(s), attempt 1: HTTP 200" in ok
 
     retried = trace_cli(fleet, "t-retry", "attempt 2: HTTP 200")
     steps = [line.split("  ", 2)[-1] for line in retried.splitlines()[1:]]
     assert steps[0] == "received via v1/batch"
-    assert steps[1] == "matched Track Event (trackEvent)"
+    assert steps[1] == "matched Track Events (trackEvent)"
     assert "attempt 1: HTTP 503" in steps[2] and steps[2].endswith("-> retry")
     assert steps[3].startswith("retry scheduled for ") and "(after attempt 1)" in steps[3]
     # (the shared back-off may hold the retry back again before it goes out)

@@ -26,11 +26,17 @@ HUGE_INTEGER = int("9" * 400)
 
 MAPPINGS = {
     "mappings": [
-        {"name": "Profiles", "action": "updateUserProfile", "trigger": 'type = "identify"'},
+        {
+            "name": "Profiles",
+            "action": "updateUserProfile",
+            "trigger": 'type = "identify"',
+            "defaults": True,
+        },
         {
             "name": "Orders with their own time",
             "action": "trackEvent",
             "trigger": 'type = "track"',
+            "defaults": True,
             "fields": {"timestamp": {"@path": "$.properties.when"}},
         },
     ]

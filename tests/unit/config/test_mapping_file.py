@@ -36,6 +36,7 @@ VIP = {
     "action": TRACK_EVENT,
     "trigger": 'type = "track" and event = "Order Completed" and properties.total > 100',
     "enabled": True,
+    "defaults": True,
     "fields": {"name": "VIP Order", "external_id": {"@path": "$.userId"}, "enable_batching": True},
 }
 
@@ -120,7 +121,7 @@ def test_the_documented_example_loads() -> None:
         ),
         (
             with_changes(subscribe='type = "track"'),
-            'mappings[0] "VIP purchases": subscribe: unknown key; did you mean "trigger"?',
+            'mappings[0] "VIP purchases": trigger and subscribe: give only one of them',
         ),
         (
             with_changes(fields={"nmae": "x"}),
@@ -154,7 +155,7 @@ def test_unknown_keys_are_errors_with_a_hint(data: object, expected: str) -> Non
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ([], "the top level must be an object with a `mappings` list"),
+        ("x", "the top level must be a list of mappings or `mappings: [...]`"),
         ({}, "mappings: must be a list of mappings, got missing"),
         ({"mappings": {"a": 1}}, "mappings: must be a list of mappings, got a dict"),
         ({"mappings": ["x"]}, "mappings[0]: must be an object"),
@@ -169,9 +170,10 @@ def test_unknown_keys_are_errors_with_a_hint(data: object, expected: str) -> Non
             with_changes(fields={"enable_batching": "true"}),
             "fields.enable_batching: must be true or false, got 'true'",
         ),
+        (with_changes(defaults="yes"), "defaults: must be true or false, got 'yes'"),
         (
-            with_changes(fields={"enable_batching": None}),
-            "fields.enable_batching: must be true or false, got None",
+            with_changes(mapping={"name": "x"}, fields=None),
+            "fields and mapping: give only one of them",
         ),
     ],
 )
@@ -198,8 +200,9 @@ def test_duplicate_names_are_refused() -> None:
 def test_a_bad_trigger_reports_its_position() -> None:
     [problem] = problems_of(with_changes(trigger='type = |"identify"'))
     assert problem == (
-        'mappings.yaml: mappings[0] "VIP purchases": trigger: '
-        "unexpected character '|' at position 7: type = ||\"identify\""
+        'mappings.yaml: mappings[0] "VIP purchases": trigger: Segment cannot read this trigger '
+        '(invalid character "|"), so it matches no event there at position 7: '
+        'type = ||"identify"'
     )
 
 
@@ -221,10 +224,11 @@ def test_every_problem_is_reported_at_once() -> None:
         ],
     }
     problems = problems_of(data)
-    assert len(problems) == 7, problems
+    assert len(problems) == 8, problems
     wanted = [
         "mappngs: unknown key",
-        'mappings[0] "VIP purchases": trigger: expected a value at position 6',
+        'mappings[0] "VIP purchases": trigger: expected a value',
+        'mappings[1] "second": trigger: Segment skips a bare true',
         'mappings[0] "VIP purchases": fields.nmae: unknown field',
         'mappings[1] "second": action: unknown action',
         'mappings[2] "third": fields.name',
@@ -261,14 +265,14 @@ def test_batching_follows_the_setting_unless_the_mapping_says(
 
 @pytest.mark.parametrize("batching", [False, True])
 def test_presets(batching: bool) -> None:
-    profile, track = preset_mappings(batching)
+    track, profile = preset_mappings(batching)  # Segment's names and order
     assert (profile.name, profile.action, profile.trigger_source) == (
-        "Create or Update User Profiles",
+        "Create or Update User Profile",
         UPDATE_USER_PROFILE,
         PROFILE_PRESET_TRIGGER,
     )
     assert (track.name, track.action, track.trigger_source) == (
-        "Track Event",
+        "Track Events",
         TRACK_EVENT,
         TRACK_PRESET_TRIGGER,
     )
@@ -279,13 +283,13 @@ def test_presets(batching: bool) -> None:
 
 
 def _presets_written_out(batching: bool) -> dict[str, Any]:
-    """The presets as a user would write them in a file: every default spelled out."""
+    """The presets as pasted from Segment: every default spelled out, ids beside them."""
     written = []
     for preset in PRESETS:
-        fields = copy.deepcopy(ACTION_DEFAULTS[str(preset["action"])])
-        if "enable_batching" in fields:
-            fields["enable_batching"] = batching
-        written.append({**preset, "fields": fields})
+        mapping = copy.deepcopy(ACTION_DEFAULTS[str(preset["actionSlug"])])
+        if "enable_batching" in mapping:
+            mapping["enable_batching"] = batching
+        written.append({**preset, "mapping": mapping, "id": "sub-1", "modelId": None})
     return {"mappings": written}
 
 
@@ -305,12 +309,15 @@ def test_presets_written_out_as_a_file_behave_exactly_like_no_file(
             preset.enabled,
         )
         assert file_mapping.enable_batching is preset.enable_batching
-        assert file_mapping.field_sources == preset.field_sources
+        preset_sources = dict(preset.field_sources)
+        if file_mapping.action == TRACK_EVENT:
+            preset_sources["enable_batching"] = batching
+        assert file_mapping.field_sources == preset_sources
         for event in SAMPLE_EVENTS:
             assert file_mapping.trigger(event) is preset.trigger(event)
             assert resolve_payload(event, file_mapping) == resolve_payload(event, preset)
     triggered = [[m.trigger(e) for m in from_presets] for e in SAMPLE_EVENTS]
-    assert triggered[:5] == [[True, False]] * 2 + [[False, True]] * 3  # the samples do matter
+    assert triggered[:5] == [[False, True]] * 2 + [[True, False]] * 3  # the samples do matter
 
 
 LITERALS: dict[str, dict[str, Any]] = {
@@ -351,7 +358,9 @@ def test_literal_fields_resolve_to_exactly_those_literals(
     literals = LITERALS[action]
     assert set(literals) == set(ACTION_FIELDS[action])  # every field of the action
     data = {
-        "mappings": [{"name": "literal", "action": action, "trigger": "true", "fields": literals}]
+        "mappings": [
+            {"name": "literal", "action": action, "trigger": 'type != "x"', "fields": literals}
+        ]
     }
     path = tmp_path / f"mappings.{suffix}"
     text = json.dumps(data) if suffix == "json" else yaml.safe_dump(data)
@@ -370,6 +379,7 @@ def test_yaml_dates_stay_strings(tmp_path: Path) -> None:
         "  - name: dated\n"
         "    action: trackEvent\n"
         '    trigger: type = "track"\n'
+        "    defaults: true\n"
         "    fields:\n"
         "      timestamp: 2024-05-01T12:05:00Z\n",
         encoding="utf-8",
@@ -384,7 +394,7 @@ def test_yaml_dates_stay_strings(tmp_path: Path) -> None:
         ("m.yaml", "mappings:\n  - name: [unclosed\n", "m.yaml: line 3 column 1: not valid YAML"),
         ("m.json", '{"mappings": [}', "m.json: line 1 column 15: Expecting value"),
         ("m.txt", "mappings: []", "m.txt: a mappings file must end in .yaml, .yml or .json"),
-        ("m.yaml", "", "m.yaml: the top level must be an object"),
+        ("m.yaml", "", "m.yaml: the top level must be a list of mappings"),
     ],
 )
 def test_unreadable_files_name_the_file(
@@ -427,7 +437,8 @@ def test_describe_shows_every_mapping_field_and_the_delete_rule() -> None:
         ),
     ]
     text = describe_mappings(mappings, settings)
-    assert '1. "Create or Update User Profiles" [enabled]' in text
+    assert '1. "Track Events" [enabled]' in text
+    assert '2. "Create or Update User Profile" [enabled]' in text
     assert "updateUserProfile -> POST /integration-segment/v1/track-user" in text
     assert "trackEvent -> POST /integration-segment/v1/post-events, batched, up to 40" in text
     assert '3. "VIP purchases" [DISABLED (never runs)]' in text
@@ -437,6 +448,7 @@ def test_describe_shows_every_mapping_field_and_the_delete_rule() -> None:
     assert "enable_batching  false" in text
     assert 'name             {"@if":{"exists":{"@path":"$.event"}' in text
     assert "delete-user" in text
+    assert 'skipped: events whose integrations say "Pushwoosh": false or' in text
     assert "DRY RUN" in text
 
 
@@ -457,4 +469,4 @@ def test_check_config_lists_settings_and_mapping_problems_together(tmp_path: Pat
     assert code == 2
     assert text.startswith("configuration problems:\n - ")
     assert "PORT='0'" in text
-    assert 'mappings[0] "VIP purchases": trigger: expected a value at position 6' in text
+    assert 'mappings[0] "VIP purchases": trigger: expected a value' in text

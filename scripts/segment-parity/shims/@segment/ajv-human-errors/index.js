@@ -1,0 +1,1 @@
+module.exports = require(process.env.SEGMENT_CHECKOUT + '/packages/ajv-human-errors/src/index.ts')

@@ -1,0 +1,1 @@
+module.exports = require(process.env.SEGMENT_CHECKOUT + '/packages/destination-subscriptions/src/index.ts')
