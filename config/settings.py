@@ -8,6 +8,7 @@ every problem at once, each naming the variable and the bad value. Secrets are w
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,6 +95,8 @@ class Settings:
     ingest_max_request_bytes: int = 500 * 1024
     ingest_max_batch_events: int = 2500
     ingest_max_queued_events: int = 1_000_000
+    ingest_cors_origins: tuple[str, ...] = ("*",)
+    ingest_public_url: str | None = None
     dedupe_window_s: int = 24 * 3600
     retry_base_delay_s: float = 1.0
     retry_max_delay_s: float = 300.0
@@ -130,6 +133,24 @@ class Settings:
         from config.redis_client import make_redis
 
         return make_redis(self.effective_redis_url, self.redis_sentinel_master, **kwargs)
+
+
+# An origin as browsers send it in the Origin header, e.g. https://www.example.com:8443.
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?", re.IGNORECASE)
+
+
+def _check_origins(origins: list[str]) -> None:
+    if origins == ["*"]:
+        return
+    if not origins:
+        raise ValidationError("list the origins that may post, or * for any")
+    if "*" in origins:
+        raise ValidationError("use * alone (any origin) or a list of origins, not both")
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValidationError(
+                f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash"
+            )
 
 
 def _positive(what: str) -> validate.Range:
@@ -188,6 +209,8 @@ class _SettingsSchema(Schema):
     )
     INGEST_MAX_BATCH_EVENTS = fields.Integer(load_default=2500, validate=_positive("integer"))
     INGEST_MAX_QUEUED_EVENTS = fields.Integer(load_default=1_000_000, validate=_positive("integer"))
+    INGEST_CORS_ORIGINS = _CommaList(load_default="*", validate=_check_origins)
+    INGEST_PUBLIC_URL = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
     DEDUPE_WINDOW_S = fields.Integer(load_default=24 * 3600, validate=validate.Range(min=0))
     RETRY_BASE_DELAY_S = fields.Float(load_default=1.0, validate=_positive("number of seconds"))
     RETRY_MAX_DELAY_S = fields.Float(load_default=300.0, validate=_positive("number of seconds"))
@@ -283,6 +306,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ingest_max_request_bytes=data["INGEST_MAX_REQUEST_BYTES"],
         ingest_max_batch_events=data["INGEST_MAX_BATCH_EVENTS"],
         ingest_max_queued_events=data["INGEST_MAX_QUEUED_EVENTS"],
+        # Browsers send origins lowercased; the comparison is exact.
+        ingest_cors_origins=tuple(origin.lower() for origin in data["INGEST_CORS_ORIGINS"]),
+        ingest_public_url=(data["INGEST_PUBLIC_URL"] or "").rstrip("/") or None,
         dedupe_window_s=data["DEDUPE_WINDOW_S"],
         retry_base_delay_s=data["RETRY_BASE_DELAY_S"],
         retry_max_delay_s=data["RETRY_MAX_DELAY_S"],
