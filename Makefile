@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-redis.sh
+	bash scripts/ensure-browser.sh
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy config ingest worker fleet
 	$(BIN)/python -m pytest -p no:cacheprovider
