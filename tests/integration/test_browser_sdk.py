@@ -164,7 +164,7 @@ def fleet(
         tmp_path,
     )  # fmt: skip
     processes.start_ingest(port=port)
-    processes.start_worker(concurrency=1)
+    # No worker yet: each test reads what ingest stored, then starts one to deliver it.
     yield processes
     processes.stop_all()
 
@@ -246,6 +246,7 @@ def test_default_mode_sends_each_call_to_its_one_letter_route_from_another_origi
     events = {e["messageId"]: e for e in stored(redis_url, key_prefix)}
     assert [events[m]["type"] for m in message_ids] == ["identify", "page", "track"]
     assert all(events[m]["context"]["library"]["name"] == "analytics.js" for m in message_ids)
+    fleet.start_worker(concurrency=1)
     profiles, tracked = wait_delivered(stub, "shopper-1")
     assert profiles[0]["email"] == "s1@example.com"
     assert profiles[0]["attributes"]["plan"] == "pro"
@@ -257,7 +258,8 @@ def test_batching_mode_sends_one_batch_to_v1_b(
 ) -> None:
     assert fleet.ingest_url
     host = fleet.ingest_url.removeprefix("http://") + "/v1"
-    # Given analytics.js with its settings inline (nothing fetched) and batching on
+    # Given analytics.js with its settings inline (nothing fetched) and batching on: three
+    # calls fill a batch (the timer is long, so only the size sends it)
     settings = {
         "writeKey": WRITE_KEY,
         "cdnSettings": {"integrations": {"Segment.io": {"apiKey": WRITE_KEY}}},
@@ -265,7 +267,7 @@ def test_batching_mode_sends_one_batch_to_v1_b(
     segment = {
         "apiHost": host,
         "protocol": "http",
-        "deliveryStrategy": {"strategy": "batching", "config": {"size": 3, "timeout": 500}},
+        "deliveryStrategy": {"strategy": "batching", "config": {"size": 3, "timeout": 10_000}},
     }
     server, context, page, network = open_shop(
         browser, settings, {"integrations": {"Segment.io": segment}}, fleet.ingest_url
@@ -281,6 +283,7 @@ def test_batching_mode_sends_one_batch_to_v1_b(
     assert [(path, status) for path, status, _ in network.replies] == [("/v1/b", 200)]
     events = {e["messageId"]: e for e in stored(redis_url, key_prefix)}
     assert [events[m]["type"] for m in message_ids] == ["identify", "page", "track"]
+    fleet.start_worker(concurrency=1)
     profiles, tracked = wait_delivered(stub, "shopper-1")
     assert profiles[0]["email"] == "s1@example.com"
     assert sorted(e["name"] for e in tracked) == ["Order Completed", "Pricing"]
