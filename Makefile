@@ -25,6 +25,7 @@ run: $(STAMP)
 # The guards first (each one fast), then every test.
 test: $(STAMP) lint
 	bash scripts/ensure-redis.sh
+	bash scripts/ensure-browser.sh
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 unit: $(STAMP)

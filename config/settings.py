@@ -14,6 +14,7 @@ are masked, so a Settings object can be logged safely; every secret can also be 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -110,6 +111,31 @@ class _LogLevel(fields.String):
         if level not in LOG_LEVELS:
             raise ValidationError(f"must be one of {', '.join(LOG_LEVELS)} (any case)")
         return level
+
+
+# An origin as browsers send it in the Origin header, e.g. https://www.example.com:8443.
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?", re.IGNORECASE)
+
+
+class _Origins(_CommaList):
+    """`*`, or a comma list of origins (lowercased: browsers send them so, compared exactly)."""
+
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[str, ...]:
+        origins = super()._deserialize(value, attr, data, **kwargs)
+        if origins == ("*",):
+            return origins
+        if not origins:
+            raise ValidationError("list the origins that may post, or * for any")
+        if "*" in origins:
+            raise ValidationError("use * alone (any origin) or a list of origins, not both")
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValidationError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash"
+                )
+        return tuple(origin.lower() for origin in origins)
 
 
 def _positive(what: str) -> validate.Range:
@@ -274,7 +300,7 @@ class Settings:
     )  # fmt: skip
     ingest_max_event_bytes: int = setting(
         "INGEST_MAX_EVENT_BYTES", 32 * 1024, fields.Integer(validate=_positive("integer")),
-        "Segment's limit per event; over it a request gets 413 naming the limit",
+        "Segment's limit per event; over it a request gets 400 (`too_large`) naming the limit",
     )  # fmt: skip
     ingest_max_request_bytes: int = setting(
         "INGEST_MAX_REQUEST_BYTES", 500 * 1024, fields.Integer(validate=_positive("integer")),
@@ -287,6 +313,19 @@ class Settings:
     ingest_max_queued_events: int = setting(
         "INGEST_MAX_QUEUED_EVENTS", 1_000_000, fields.Integer(validate=_positive("integer")),
         "above this backlog ingest answers 429 with `Retry-After`",
+    )  # fmt: skip
+    ingest_cors_origins: tuple[str, ...] = setting(
+        "INGEST_CORS_ORIGINS", ("*",), _Origins(),
+        "the web origins whose pages may post (CORS): `*` (any: write keys are public anyway "
+        "and no credentials are allowed) or a comma list like `https://shop.example.com`; other "
+        "origins get 403 `origin_not_allowed`",
+        shown="`*`",
+    )  # fmt: skip
+    ingest_public_url: str | None = setting(
+        "INGEST_PUBLIC_URL", None, _Url(require_tld=False, schemes={"http", "https"}),
+        "the fleet's address as SDKs reach it (`https://events.example.com`); with it, "
+        "`GET /v1/projects/<writeKey>/settings` answers Segment's settings shape pointing the SDKs "
+        "here (see [Pointing Segment at the fleet](#pointing-segment-at-the-fleet))",
     )  # fmt: skip
     dedupe_window_s: int = setting(
         "DEDUPE_WINDOW_S", 24 * 3600, fields.Integer(validate=validate.Range(min=0)),

@@ -33,7 +33,9 @@ from ingest.errors import (
     BadRequest,
     Forbidden,
     IngestError,
+    OriginNotAllowed,
     PayloadTooLarge,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from ingest.publish import Publisher
@@ -71,12 +73,12 @@ def create_app(
         each.try_ensure_streams()
     telemetry = telemetry or IngestTelemetry(None, settings, router.destinations)
     ingest = _Ingest(settings, router, clock, new_message_id, telemetry)
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[telemetry])
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=(_Cors(settings), telemetry))
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/webhook", _Route(ingest, "webhook", None))
-    app.add_route("/v1/batch", _Route(ingest, "v1/batch", None))
-    for kind in events.V1_ROUTE_TYPES:
-        app.add_route(f"/v1/{kind}", _Route(ingest, f"v1/{kind}", kind))
+    for name, kind in events.V1_ROUTES.items():
+        app.add_route(f"/v1/{name}", _Route(ingest, f"v1/{name}", kind))
+    app.add_route("/v1/projects/{write_key}/settings", _SdkSettings(settings, router))
     app.add_route("/healthz", _Health())
     app.add_route("/readyz", _Ready(settings, router.publishers))
     if telemetry.client is not None:
@@ -202,6 +204,45 @@ class _Route:
         resp.media = {"success": True}
 
 
+class _SdkSettings:
+    """GET /v1/projects/<write key>/settings: the part of Segment's CDN settings the SDKs need.
+
+    Pointing an SDK's settings host (analytics.js `cdnURL`, the mobile SDKs' `cdnHost`) here
+    tells it to send to the fleet: the mobile SDKs take `Segment.io.apiHost` from the settings
+    over the one they were configured with, and analytics-kotlin applies Segment's own host from
+    its built-in defaults until settings arrive. Served only with INGEST_PUBLIC_URL, because
+    the public address cannot be trusted from a request's Host header behind a proxy.
+    """
+
+    def __init__(self, settings: Settings, router: Router) -> None:
+        self._public_url = settings.ingest_public_url
+        self._router = router
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, write_key: str) -> None:
+        if self._public_url is None:
+            raise falcon.HTTPNotFound(
+                description="SDK settings are served only when INGEST_PUBLIC_URL is set"
+            )
+        try:
+            self._router.route(
+                authorization=None, signature=None, raw_body=b"", body={"writeKey": write_key}
+            )
+        except Unauthorized as ex:
+            raise falcon.HTTPNotFound(description="no source has this write key") from ex
+        scheme, _, host = self._public_url.partition("://")
+        segment = {"apiKey": write_key, "apiHost": f"{host}/v1", "protocol": scheme}
+        # sampleRate 0: analytics.js and the mobile SDKs then send no library telemetry to
+        # Segment's /v1/m, which the fleet does not take.
+        resp.media = {
+            "integrations": {"Segment.io": segment},
+            "plan": {},
+            "edgeFunction": {},
+            "middlewareSettings": {},
+            "metrics": {"sampleRate": 0},
+        }
+        resp.cache_control = ["max-age=300"]
+
+
 class _Health:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
@@ -232,6 +273,41 @@ def _not_ready(resp: falcon.Response, reason: str) -> None:
     resp.status = falcon.HTTP_503
     resp.set_header("Retry-After", str(DEFAULT_RETRY_AFTER_S))
     resp.media = {"status": "unavailable", "reason": reason}
+
+
+class _Cors:
+    """CORS for browser senders (analytics.js), on every reply, errors included.
+
+    falcon's policy, plus two things it leaves out when INGEST_CORS_ORIGINS lists origins:
+    `Vary: Origin`, and a 403 for any request but a preflight from another origin (a text/plain
+    POST needs no preflight: it would be stored, and the browser would only hide the reply).
+    Write keys are public (they ship in every page), so any origin may post by default;
+    credentials are never allowed, so a page can send events but never read anything with a
+    visitor's cookies. Retry-After is exposed because analytics.js waits that long after a 429.
+    The preflight allows the headers asked for (analytics.js asks for `authorization`, and
+    `x-retry-count` on retries) and is cached for a day. About 1 µs per request.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        origins = settings.ingest_cors_origins
+        self._only: frozenset[str] | None = None if origins == ("*",) else frozenset(origins)
+        self._policy: falcon.CORSMiddleware[Any, Any] = falcon.CORSMiddleware(
+            allow_origins=self._only or "*", expose_headers=["Retry-After"]
+        )
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._only is None or req.method == "OPTIONS":
+            return
+        origin = req.get_header("Origin")
+        if origin is not None and origin not in self._only:
+            raise OriginNotAllowed(f"origin {origin[:100]!r} is not in INGEST_CORS_ORIGINS")
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        self._policy.process_response(req, resp, resource, req_succeeded)
+        if self._only is not None:
+            resp.append_header("Vary", "Origin")
 
 
 def _check_content_type(content_type: str | None) -> None:

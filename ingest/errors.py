@@ -36,7 +36,10 @@ class BadRequest(IngestError):
 class PayloadTooLarge(IngestError):
     """Raised when a request, an event or a batch is over a size limit; the message names it."""
 
-    status = 413
+    # 400, not 413: Segment's API answers 400 to an over-limit request, and analytics-swift
+    # (without an httpConfig in its settings) drops a batch only on 400: it would resend a
+    # batch refused with 413 for ever. Every other Segment SDK drops both.
+    status = 400
     code = "too_large"
 
 
@@ -52,6 +55,13 @@ class Forbidden(IngestError):
 
     status = 403
     code = "forbidden"
+
+
+class OriginNotAllowed(IngestError):
+    """Raised when a browser posts from a page whose origin INGEST_CORS_ORIGINS does not list."""
+
+    status = 403
+    code = "origin_not_allowed"
 
 
 class UnsupportedMediaType(IngestError):

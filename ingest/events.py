@@ -23,6 +23,16 @@ from ingest.errors import BadRequest, PayloadTooLarge
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias", "delete")
 V1_ROUTE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# Every path under /v1/ that takes events, and the message type it stores (None: a batch).
+# The one-letter names are what Segment's browser and mobile SDKs post to: analytics.js posts
+# each call to `<apiHost>/<first letter of the type>`, and batches (analytics.js in batching
+# mode, analytics-swift, -kotlin, -react-native) to `<apiHost>/b`, with apiHost `.../v1`.
+V1_ROUTES: Final[Mapping[str, str | None]] = {
+    "batch": None,
+    "b": None,
+    **{kind: kind for kind in V1_ROUTE_TYPES},
+    **{kind[0]: kind for kind in V1_ROUTE_TYPES},
+}
 # Segment's own limit for messageId; longer ids are rejected rather than truncated, so that
 # dedupe never merges two different ids.
 MAX_MESSAGE_ID_CHARS = 100

@@ -92,8 +92,8 @@ class FleetProcesses:
         self.processes.append(process)
         return process
 
-    def start_ingest(self, web_workers: int = 1) -> str:
-        port = free_port()
+    def start_ingest(self, web_workers: int = 1, port: int | None = None) -> str:
+        port = port or free_port()
         env = {**self.env, "PORT": str(port), "WEB_CONCURRENCY": str(web_workers)}
         process = self._spawn(
             "ingest",

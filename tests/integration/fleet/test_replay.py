@@ -129,7 +129,7 @@ def test_replay_reports_each_bad_line_and_delivers_the_rest(
     assert "  line 3: not valid JSON" in out
     assert "  line 6: not a JSON object" in out
     assert "  line 9: HTTP 400: validation_failed:" in out
-    assert "  line 12: HTTP 413: too_large:" in out
+    assert "  line 12: HTTP 400: too_large:" in out
     assert "  line 15: HTTP 400: validation_failed:" in out and "event" in out
     good = {i for i in range(20)} - {2, 5, 8, 11, 14}
     received = stub.wait_for(
