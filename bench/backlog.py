@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 import redis
 
 from bench.events import USERS, batch_body, stored_event_json
-from config.redis_keys import RedisKeys, shard_for
+from config.redis_keys import shard_for
 from config.settings import Settings
 from ingest.events import format_timestamp, parse_v1
-from store import scripts
+from ingest.publish import Publisher
 
 CHUNK = 1000
 
@@ -34,20 +34,20 @@ def check_stored_format(tag: str) -> None:
 
 def fill_direct(client: redis.Redis, settings: Settings, tag: str, count: int) -> None:
     check_stored_format(tag)
-    keys = RedisKeys(settings.redis_key_prefix, "default")
-    streams = [keys.stream(shard) for shard in range(settings.shards)]
-    script = scripts.script(client, "publish")
+    publisher = Publisher(client, settings, "default")
     received_at = format_timestamp(datetime.now(UTC))
     # The bench's own cap: a 1M backlog is the point here, not ingest's back-pressure.
     max_queued = max(settings.ingest_max_queued_events, 2 * count)
     for start in range(0, count, CHUNK):
         seqs = range(start, min(count, start + CHUNK))
-        key_list = list(streams)
-        args: list[object] = [len(streams), max_queued, settings.dedupe_window_s, "v1/batch"]
-        for seq in seqs:
-            key_list.append(keys.seen(f"{tag}-{seq}"))
-            args += [shard_for(f"user-{seq % USERS}", len(streams)) + 1,
-                     stored_event_json(tag, seq, received_at)]  # fmt: skip
-        written, _ = script(keys=key_list, args=args)
-        if int(written) != len(seqs):
+        items = [
+            (
+                shard_for(f"user-{seq % USERS}", settings.shards),
+                f"{tag}-{seq}",
+                stored_event_json(tag, seq, received_at),
+            )
+            for seq in seqs
+        ]
+        written = publisher.publish_encoded(items, "v1/batch", "bench", max_queued).accepted
+        if written != len(seqs):
             raise RuntimeError(f"backlog fill: script stored {written} of {len(seqs)} events")

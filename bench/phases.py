@@ -234,8 +234,32 @@ def backlog(
         f"backlog: drained {out['delivered']} at {out['drain_events_per_s']:.0f} events/s; "
         f"worker RSS max {max_rss:.0f} MB"
     )
-    stack.procs.stop("worker")
+    stack.procs.stop("worker")  # its last metrics and history go out at its warm shutdown
+    out |= retention(stack, out)
     return out
+
+
+def retention(stack: Stack, out: dict[str, Any]) -> dict[str, Any]:
+    """What Redis keeps per event: while queued, and once delivered (beyond the history)."""
+    queued = max(1, out["stream_length"])
+    per_queued = (out["redis_mb"] - out["redis_mb_before"]) * 2**20 / queued
+    left_mb = stack.used_memory_mb()
+    history = stack.history_bytes()
+    delivered = max(1, out["delivered"])
+    kept = (left_mb - out["redis_mb_before"]) * 2**20
+    retained = {
+        "redis_bytes_per_queued_event": per_queued,
+        "redis_mb_after_drain": left_mb,
+        "history_mb": history / 2**20,
+        "retained_bytes_per_delivered_event": (kept - history) / delivered,
+        "history_bytes_per_delivered_event": history / delivered,
+    }
+    progress(
+        f"retention: {per_queued:.0f} B per queued event; once delivered "
+        f"{retained['retained_bytes_per_delivered_event']:.1f} B per event kept, plus "
+        f"{retained['history_bytes_per_delivered_event']:.0f} B of history (inside its budget)"
+    )
+    return retained
 
 
 # -- profiling (optional) ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ TARGETS = {
     "ingest_p99_ms": (25, False),
     "lag_p99_ms": (2_000, False),
     "worker_rss_mb_backlog": (150, False),
+    "retained_bytes_per_delivered_event": (32, False),
 }
 
 
@@ -31,6 +32,15 @@ def summary(results: dict[str, Any]) -> dict[str, float]:
         "ingest_p99_ms": round(results["ingest"]["batch"]["half"]["p99_ms"], 2),
         "lag_p99_ms": round(results["fleet"]["lag"]["lag_p99_ms"], 1),
         "worker_rss_mb_backlog": round(results["backlog"]["worker_rss_mb_max"], 1),
+        "redis_bytes_per_queued_event": round(
+            results["backlog"]["redis_bytes_per_queued_event"], 1
+        ),
+        "retained_bytes_per_delivered_event": round(
+            results["backlog"]["retained_bytes_per_delivered_event"], 1
+        ),
+        "history_bytes_per_delivered_event": round(
+            results["backlog"]["history_bytes_per_delivered_event"], 1
+        ),
     }
 
 
@@ -111,6 +121,12 @@ def table(results: dict[str, Any], mode: str) -> str:
     row("  filled with", f"{bl['fill']} in {bl['fill_s']:.0f} s")
     row("  Redis used_memory before / with backlog",
         f"{bl['redis_mb_before']:.0f} / {bl['redis_mb']:.0f} MB")  # fmt: skip
+    row("  Redis bytes per queued event", f"{bl['redis_bytes_per_queued_event']:.0f} B")
+    row("  kept per delivered event, beyond the history",
+        f"{bl['retained_bytes_per_delivered_event']:.1f} B",
+        "retained_bytes_per_delivered_event", s["retained_bytes_per_delivered_event"])  # fmt: skip
+    row("  history per delivered event (inside TRACE_MAX_BYTES)",
+        f"{bl['history_bytes_per_delivered_event']:.0f} B")  # fmt: skip
     row("  worker RSS, sum over process tree, max while draining",
         f"{bl['worker_rss_mb_max']:.0f} MB", "worker_rss_mb_backlog",
         bl["worker_rss_mb_max"])  # fmt: skip

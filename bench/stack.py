@@ -19,6 +19,7 @@ import requests
 
 from bench.events import WRITE_KEY
 from bench.procs import BIN, Processes, wait_until
+from config.redis_keys import RedisKeys
 from fleet.embedded_redis import EmbeddedRedis
 
 
@@ -152,7 +153,8 @@ class Stack:
         """Remove every key of this run's prefix (workers must be stopped)."""
         assert self.redis is not None
         batch: list[str] = []
-        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=5000):
+        keys = self.redis.scan_iter(match=f"*{self.prefix}*", count=5000)  # {prefix:...} too
+        for key in keys:
             batch.append(key)
             if len(batch) >= 5000:
                 self.redis.unlink(*batch)
@@ -161,12 +163,30 @@ class Stack:
             self.redis.unlink(*batch)
 
     def used_memory_mb(self) -> float:
+        """Redis' used memory, once what UNLINK gave back was really freed."""
         assert self.redis is not None
-        return int(self.redis.info("memory")["used_memory"]) / 2**20
+        deadline = time.monotonic() + 30
+        while True:
+            info = self.redis.info("memory")
+            if not int(info.get("lazyfree_pending_objects", 0)) or time.monotonic() > deadline:
+                return int(info["used_memory"]) / 2**20
+            time.sleep(0.1)
 
     def stream_length(self) -> int:
+        """Events queued on every shard."""
         assert self.redis is not None
-        return int(self.redis.xlen(f"{self.prefix}:default:stream:0"))
+        keys = RedisKeys(self.prefix, "default")
+        shards = int(self.env.get("PUSHWOOSH_SHARDS") or 1)
+        return sum(int(self.redis.xlen(keys.stream(shard))) for shard in range(shards))
+
+    def history_bytes(self) -> int:
+        """What the event history's keys take in Redis (measured whole, not sampled)."""
+        assert self.redis is not None
+        pattern = "{" + self.prefix + ":trace:*"
+        return sum(
+            int(self.redis.memory_usage(key, samples=0) or 0)
+            for key in self.redis.scan_iter(match=pattern)
+        )
 
     # -- load ----------------------------------------------------------------------------------
     def run_load(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:

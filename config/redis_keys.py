@@ -1,22 +1,32 @@
 """Every Redis key and Celery name the fleet uses, in this one place, so no two parts disagree.
 
-Layout (prefix `pwf`, destination `default`):
-  pwf:default:stream:<shard>   Redis Stream of accepted events, field `e` = event JSON,
-                               field `src` = ingest route; consumer group `pwf`
-  pwf:default:seen:<messageId> dedupe marker, set together with the XADD (same script)
-  pwf:default:lease:<shard>    which drain task owns a shard right now (token, PX ttl)
-  pwf:default:queued:<shard>   a drain task for the shard is already on the Celery queue
-  pwf:default:retry            ZSET call id -> due time (ms); data in pwf:default:retry-data
-  pwf:default:dlq              Redis Stream of dead-lettered calls
-  pwf:default:circuit          HASH: open_until_ms, failures, reason (shared back-off);
-                               pwf:default:circuit:probe, the one probe allowed when it passes
-  pwf:default:rate-limit       HASH: the shared token buckets (worker/ratelimit.py)
-  pwf:default:stats            HASH: delivered, requests, retried, rejected, dead_lettered
-  pwf:default:delivered:<min>  events delivered in one minute (epoch minutes), for `status`
-  pwf:default:metrics:<name>   HASH per metric, a field per label set (telemetry/metrics.py)
-  pwf:default:last-error       the last Pushwoosh error, for `status`
-  pwf:trace:<yyyymmddhh>       HASH messageId -> NDJSON history, one per hour (telemetry/trace.py)
-  pwf:celery:*                 Celery's own keys (kombu's global_keyprefix); queue `pwf.drain`
+Everything one shard's drain touches in a step lives under one hash tag, `{<prefix>:<dest>:<n>}`,
+so the unit of work that settles a step (XACK/XDEL, dead letters, retries, counters) is one
+transaction on one Redis Cluster slot, and a shard's owner can fence it with its lease.
+
+Per shard (prefix `pwf`, destination `default`, shard 0):
+  {pwf:default:0}:stream        Redis Stream of accepted events, field `e` = event JSON,
+                                field `src` = ingest route; consumer group `pwf`
+  {pwf:default:0}:seen:<g>:<B>:<b>  dedupe fingerprints of generation g, bucket b of B
+                                (ingest/dedupe.py); sizes in {pwf:default:0}:seen-sizes
+  {pwf:default:0}:lease         which drain task owns the shard right now (token, PX ttl)
+  {pwf:default:0}:retry         ZSET retry id -> due time (ms); records in ...:retry-data,
+                                the users each one holds up in ...:holds
+  {pwf:default:0}:dlq           Redis Stream of dead-lettered calls (bounded)
+  {pwf:default:0}:stats         HASH: delivered, requests, retried, skipped, rejected,
+                                dead_lettered since the start
+  {pwf:default:0}:minutes:<h>   HASH "<minute>:<measure>" -> count for epoch hour h (kept a day)
+Per destination:
+  pwf:default:queued:<shard>    a drain task for the shard is already on the Celery queue
+  pwf:default:circuit           HASH: open_until_ms, failures, reason (shared back-off);
+                                pwf:default:circuit:probe, the one probe allowed when it passes
+  pwf:default:rate-limit        HASH: the shared token buckets (worker/ratelimit.py)
+  pwf:default:metrics:<name>    HASH per metric, a field per label set (telemetry/metrics.py)
+  pwf:default:last-error        the last Pushwoosh error, for `status`
+Per fleet:
+  {pwf:trace:<yyyymmddhh>}      HASH messageId -> NDJSON history, one per hour, and its size in
+                                {pwf:trace:<yyyymmddhh>}:bytes (telemetry/trace.py)
+  pwf:celery:*                  Celery's own keys (kombu's global_keyprefix); queue `pwf.drain`
 """
 
 from __future__ import annotations
@@ -27,8 +37,56 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 CONSUMER_GROUP: Final = "pwf"
-# How long a minute's delivered count is kept: `status` shows this minute and the one before.
-DELIVERED_MINUTE_TTL_S: Final = 180
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardKeys:
+    """The keys of one shard: one hash tag, so one Redis Cluster slot."""
+
+    tag: str
+    shard: int
+
+    @property
+    def stream(self) -> str:
+        return f"{self.tag}:stream"
+
+    @property
+    def seen_prefix(self) -> str:
+        """The start of every dedupe bucket key; the publish script adds `<g>:<B>:<b>`."""
+        return f"{self.tag}:seen:"
+
+    @property
+    def seen_sizes(self) -> str:
+        """HASH generation -> how many fingerprints it holds (sizes the next one's buckets)."""
+        return f"{self.tag}:seen-sizes"
+
+    @property
+    def lease(self) -> str:
+        return f"{self.tag}:lease"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.tag}:retry"
+
+    @property
+    def retry_data(self) -> str:
+        return f"{self.tag}:retry-data"
+
+    @property
+    def holds(self) -> str:
+        return f"{self.tag}:holds"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.tag}:dlq"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.tag}:stats"
+
+    def minutes(self, epoch_hour: int) -> str:
+        """HASH "<epoch minute>:<measure>" -> count, for one hour (expires after a day)."""
+        return f"{self.tag}:minutes:{epoch_hour}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,29 +100,14 @@ class RedisKeys:
     def base(self) -> str:
         return f"{self.prefix}:{self.destination}"
 
+    def shard(self, shard: int) -> ShardKeys:
+        return ShardKeys(f"{{{self.prefix}:{self.destination}:{shard}}}", shard)
+
     def stream(self, shard: int) -> str:
-        return f"{self.base}:stream:{shard}"
-
-    def seen(self, message_id: str) -> str:
-        return f"{self.base}:seen:{message_id}"
-
-    def lease(self, shard: int) -> str:
-        return f"{self.base}:lease:{shard}"
+        return self.shard(shard).stream
 
     def queued(self, shard: int) -> str:
         return f"{self.base}:queued:{shard}"
-
-    @property
-    def retry(self) -> str:
-        return f"{self.base}:retry"
-
-    @property
-    def retry_data(self) -> str:
-        return f"{self.base}:retry-data"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.base}:dlq"
 
     @property
     def circuit(self) -> str:
@@ -78,13 +121,6 @@ class RedisKeys:
     def rate_limit(self) -> str:
         return f"{self.base}:rate-limit"
 
-    @property
-    def stats(self) -> str:
-        return f"{self.base}:stats"
-
-    def delivered_minute(self, epoch_minute: int) -> str:
-        return f"{self.base}:delivered:{epoch_minute}"
-
     def metric(self, name: str) -> str:
         return f"{self.base}:metrics:{name}"
 
@@ -95,7 +131,12 @@ class RedisKeys:
 
 def trace_bucket(prefix: str, hour: str) -> str:
     """One hour's event history (hour as yyyymmddhh, UTC); shared by every destination."""
-    return f"{prefix}:trace:{hour}"
+    return f"{{{prefix}:trace:{hour}}}"
+
+
+def trace_bucket_bytes(prefix: str, hour: str) -> str:
+    """What one hour's history holds, in bytes (same slot as the hour's hash)."""
+    return f"{{{prefix}:trace:{hour}}}:bytes"
 
 
 def celery_queue(prefix: str) -> str:

@@ -253,6 +253,11 @@ class Settings:
         "ingest answers 200 only once this many replicas have the events (`WAIT`); 1 with "
         "Sentinel",
     )  # fmt: skip
+    redis_memory_headroom: float = setting(
+        "REDIS_MEMORY_HEADROOM", 0.1, fields.Float(validate=validate.Range(min=0, max=0.9)),
+        "with a Redis `maxmemory`, ingest answers 503 once used memory passes (1 - this) of it, "
+        "so delivery (which frees memory) always has room to write",
+    )  # fmt: skip
     redis_key_prefix: str = setting(
         "REDIS_KEY_PREFIX", "pwf", fields.String(validate=validate.Length(min=1, max=40)),
         "prefix of every key, of the Celery queue name (`pwf.drain`) and of Celery's own keys",
@@ -331,6 +336,14 @@ class Settings:
         "DEDUPE_WINDOW_S", 24 * 3600, fields.Integer(validate=validate.Range(min=0)),
         "repeats of a `messageId` within this window are dropped (0 = off)",
     )  # fmt: skip
+    dlq_max_entries: int = setting(
+        "DLQ_MAX_ENTRIES", 10_000, fields.Integer(validate=_positive("integer")),
+        "dead letters kept per destination (spread over its shards); the oldest go first",
+    )  # fmt: skip
+    dlq_retention_s: int = setting(
+        "DLQ_RETENTION_S", 7 * 24 * 3600, fields.Integer(validate=_positive("integer")),
+        "dead letters older than this are dropped (a week)",
+    )  # fmt: skip
     retry_base_delay_s: float = setting(
         "RETRY_BASE_DELAY_S", 1.0, _seconds(), "exponential back-off with full jitter: base",
     )  # fmt: skip
@@ -386,10 +399,12 @@ class Settings:
         "TRACE_WINDOW_S", 24 * 3600, fields.Integer(validate=validate.Range(min=0)),
         "how long `pushwoosh-fleet trace` can look back (0 = no event history)",
     )  # fmt: skip
-    trace_max_events: int = setting(
-        "TRACE_MAX_EVENTS", 1_000_000, fields.Integer(validate=_positive("integer")),
-        "at most this many events traced over the window (spread evenly over its hours), so "
-        "the history's memory is bounded; see [docs/operations.md](docs/operations.md)",
+    trace_max_bytes: int = setting(
+        "TRACE_MAX_BYTES", 256 * 1024 * 1024, fields.Integer(validate=_positive("integer")),
+        "the event history's memory budget in Redis, spread evenly over the window's hours; "
+        "past an hour's share, that hour's new records are dropped (and counted); see "
+        "[docs/operations.md](docs/operations.md)",
+        shown="`268,435,456` (256 MiB)",
     )  # fmt: skip
 
     @property

@@ -60,7 +60,7 @@ def delete_users(client: redis.Redis, destination: Destination, user_ids: list[s
     for start in range(0, len(user_ids), 500):
         events = [deletion_event(user_id, now) for user_id in user_ids[start : start + 500]]
         try:
-            queued += publisher.publish(events, ROUTE).accepted
+            queued += publisher.publish(events, ROUTE, ROUTE).accepted
         except IngestError as ex:
             raise DeletionError(f"{ex.message} ({queued} of {len(user_ids)} queued)") from ex
         except redis.RedisError as ex:

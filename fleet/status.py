@@ -54,36 +54,35 @@ def read_status(
     now_s: float,
 ) -> FleetStatus:
     """Everything from Redis in one round trip, plus the live workers from `list_workers`."""
-    now = now_s
     keys = RedisKeys(settings.redis_key_prefix, destination)
-    minute = int(now // 60)
+    minute = int(now_s // 60)
     pipe = client.pipeline(transaction=False)
     for shard in range(settings.shards):
-        pipe.xlen(keys.stream(shard))
-    pipe.zcard(keys.retry)
-    pipe.zrange(keys.retry, 0, 0, withscores=True)
-    pipe.xlen(keys.dlq)
-    pipe.get(keys.delivered_minute(minute))
-    pipe.get(keys.delivered_minute(minute - 1))
+        shard_keys = keys.shard(shard)
+        pipe.xlen(shard_keys.stream)
+        pipe.zcard(shard_keys.retry)
+        pipe.zrange(shard_keys.retry, 0, 0, withscores=True)
+        pipe.xlen(shard_keys.dlq)
+        for each in (minute, minute - 1):
+            pipe.hget(shard_keys.minutes(each // 60), f"{each}:delivered")
     pipe.hgetall(keys.circuit)
     pipe.hgetall(keys.last_error)
     results = pipe.execute()
-    depths = [int(n) for n in results[: settings.shards]]
-    retry_count, first_due, dlq, this_minute, last_minute, circuit, last_error = results[
-        settings.shards :
-    ]
+    per_shard = [results[i * 6 : i * 6 + 6] for i in range(settings.shards)]
+    circuit, last_error = results[-2:]
+    dues = [int(first[0][1]) for _, _, first, _, _, _ in per_shard if first]
     return FleetStatus(
         destination=destination,
-        queue_depths=depths,
-        retry_scheduled=int(retry_count),
-        next_retry_ms=int(first_due[0][1]) if first_due else None,
-        dead_letters=int(dlq),
-        delivered_this_minute=int(this_minute or 0),
-        delivered_last_minute=int(last_minute or 0),
+        queue_depths=[int(depth) for depth, *_ in per_shard],
+        retry_scheduled=sum(int(count) for _, count, *_ in per_shard),
+        next_retry_ms=min(dues) if dues else None,
+        dead_letters=sum(int(row[3]) for row in per_shard),
+        delivered_this_minute=sum(int(row[4] or 0) for row in per_shard),
+        delivered_last_minute=sum(int(row[5] or 0) for row in per_shard),
         circuit={_text(k): _text(v) for k, v in circuit.items()},
         last_error={_text(k): _text(v) for k, v in last_error.items()},
         workers=list_workers(),
-        now_ms=int(now * 1000),
+        now_ms=int(now_s * 1000),
     )
 
 
@@ -101,11 +100,22 @@ def celery_workers(queue: str, timeout_s: float) -> list[str] | None:
 
 
 def _when(ms: int, now_ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds: say so, go on
+        return f"at {ms} ms since 1970"
     delta_s = (ms - now_ms) / 1000
     return f"{moment} ({'in ' if delta_s >= 0 else ''}{_duration(abs(delta_s))}" + (
         ")" if delta_s >= 0 else " ago)"
     )
+
+
+def _number(text: str | None) -> int:
+    """A stored integer, or 0 for anything that is not one (Redis holds what it was given)."""
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
 
 
 def _duration(seconds: float) -> str:
@@ -135,7 +145,7 @@ def format_status(status: FleetStatus) -> str:
         f"{status.delivered_last_minute} the minute before"
     )
     circuit = status.circuit
-    open_until_ms = int(circuit.get("open_until_ms") or 0)
+    open_until_ms = _number(circuit.get("open_until_ms"))
     if open_until_ms > status.now_ms:
         lines.append(
             f"pushwoosh     BACKING OFF until {_when(open_until_ms, status.now_ms)}, "
@@ -148,7 +158,7 @@ def format_status(status: FleetStatus) -> str:
         lines.append(f"back-off on   {circuit['reason']}{kind}")
     error = status.last_error
     if error:
-        when = _when(int(error.get("t") or 0), status.now_ms)
+        when = _when(_number(error.get("t")), status.now_ms)
         status_text = error.get("status", "?")
         answer = f"HTTP {status_text}" if status_text.isdigit() else status_text
         lines.append(

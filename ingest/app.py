@@ -27,7 +27,7 @@ import redis
 from config.destinations import Destination, load_destinations
 from config.settings import Settings, load_settings
 from ingest import events
-from ingest.auth import PRIVILEGED_METHODS, AuthConfig
+from ingest.auth import AuthConfig
 from ingest.errors import (
     DEFAULT_RETRY_AFTER_S,
     BadRequest,
@@ -41,7 +41,7 @@ from ingest.errors import (
 from ingest.publish import Publisher
 from ingest.routing import Route, Router
 from ingest.telemetry import IngestTelemetry, MetricsResource
-from store.client import redis_for
+from store.client import redis_for, warn_if_evicting
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def get_app() -> App:
     client = redis_for(
         settings, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
     )
+    warn_if_evicting(client)
     router = Router(routes_for(client, destinations))
     return create_app(
         settings, router, telemetry=IngestTelemetry(client, settings, router.destinations)
@@ -158,7 +159,7 @@ class _Ingest:
             raw_body=raw,
             body=body,
         )
-        method = routed.method
+        method = routed.credential.method
         req.context.destination = routed.destination
         retry_count = req.get_header("X-Retry-Count")
         if retry_count:
@@ -172,7 +173,7 @@ class _Ingest:
                 kind, body, received_at, self.new_message_id, limits=self.limits
             )
         req.context.event_count = len(parsed)
-        if routed.method not in PRIVILEGED_METHODS and any(
+        if not routed.credential.privileged and any(
             event.get("type") == "delete" for event in parsed
         ):
             # A profile deletion cannot be undone, and write keys ship inside apps: anyone can
@@ -181,7 +182,7 @@ class _Ingest:
                 "deleting users needs an admin key (INGEST_ADMIN_KEYS) or a shared-secret "
                 "X-Signature over the whole body; a write key cannot delete"
             )
-        result = routed.publisher.publish(parsed, route)
+        result = routed.publisher.publish(parsed, route, routed.credential.sender)
         req.context.stored = True
         self.telemetry.published(
             routed.destination, route, parsed, result.accepted, result.duplicates

@@ -84,6 +84,23 @@ class AuthConfig:
         return config
 
 
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    """Who sent a request: how they proved it, and a name for the credential itself (a digest,
+    never the key), under which its messageIds are deduplicated."""
+
+    method: str
+    sender: str
+
+    @property
+    def privileged(self) -> bool:
+        return self.method in PRIVILEGED_METHODS
+
+
+def _sender(kind: str, key: bytes) -> str:
+    return f"{kind}:{hashlib.sha256(key).hexdigest()[:16]}"
+
+
 def authenticate(
     config: AuthConfig,
     *,
@@ -91,26 +108,25 @@ def authenticate(
     signature: str | None,
     raw_body: bytes,
     body: object,
-) -> str:
-    """Name the method that authenticated the request (see PRIVILEGED_METHODS), or raise
-    Unauthorized."""
+) -> Credential:
+    """The credential that authenticated the request, or raise Unauthorized."""
     if signature and config.shared_secret is not None:
         scope = _signature_scope(config, signature, raw_body, body)
         if scope is not None:
-            return scope
+            return Credential(scope, _sender("secret", config.shared_secret))
     if authorization:
-        if config.admin_keys and _header_key_matches(config.admin_keys, authorization):
-            return ADMIN_KEY
-        if config.write_keys and _header_key_matches(config.write_keys, authorization):
-            return WRITE_KEY_HEADER
-    if (
-        config.write_keys
-        and isinstance(body, dict)
-        and _key_matches(config.write_keys, body.get("writeKey"))
-    ):
-        return WRITE_KEY_BODY
+        key = _header_key_matches(config.admin_keys, authorization) if config.admin_keys else None
+        if key is not None:
+            return Credential(ADMIN_KEY, _sender("admin", key))
+        key = _header_key_matches(config.write_keys, authorization) if config.write_keys else None
+        if key is not None:
+            return Credential(WRITE_KEY_HEADER, _sender("write", key))
+    if config.write_keys and isinstance(body, dict):
+        key = _key_matches(config.write_keys, body.get("writeKey"))
+        if key is not None:
+            return Credential(WRITE_KEY_BODY, _sender("write", key))
     if config.allow_unauthenticated:
-        return UNAUTHENTICATED
+        return Credential(UNAUTHENTICATED, UNAUTHENTICATED)
     raise Unauthorized(_UNAUTHORIZED)
 
 
@@ -136,18 +152,20 @@ def sign(secret: bytes, payload: bytes) -> str:
     return hmac.new(secret, payload, hashlib.sha1).hexdigest()
 
 
-def _key_matches(keys: tuple[bytes, ...], candidate: object) -> bool:
+def _key_matches(keys: tuple[bytes, ...], candidate: object) -> bytes | None:
+    """The configured key the candidate equals, or None."""
     if not isinstance(candidate, str) or not candidate:
-        return False
+        return None
     given = candidate.encode("utf-8", "surrogatepass")
     # No early exit: every configured key is compared, whichever matches.
-    matched = False
+    matched: bytes | None = None
     for key in keys:
-        matched |= hmac.compare_digest(key, given)
+        if hmac.compare_digest(key, given):
+            matched = key
     return matched
 
 
-def _header_key_matches(keys: tuple[bytes, ...], authorization: str) -> bool:
+def _header_key_matches(keys: tuple[bytes, ...], authorization: str) -> bytes | None:
     scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer":
@@ -156,12 +174,12 @@ def _header_key_matches(keys: tuple[bytes, ...], authorization: str) -> bool:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
-            return False
+            return None
         # "key:" from most clients, "key" from some: the user name is the write key and the
         # password, if any, is not used.
         user, _, _password = decoded.partition(":")
         return _key_matches(keys, user)
-    return False
+    return None
 
 
 def _first_element_payloads(raw_body: bytes, body: object) -> list[bytes]:

@@ -229,7 +229,12 @@ def decode_json(raw: bytes) -> object:
     except UnicodeDecodeError as ex:
         raise BadRequest("request body is not valid UTF-8", code="invalid_json") from ex
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=fastjson.js_number_or_null,
+            parse_float=fastjson.js_number_or_null,
+        )
     except RecursionError as ex:
         raise BadRequest("request body is nested too deeply", code="invalid_json") from ex
     except ValueError as ex:  # JSONDecodeError, NaN, and over-long integer literals

@@ -17,7 +17,9 @@ import redis
 from config import fastjson
 from config.redis_keys import CONSUMER_GROUP, RedisKeys, shard_of
 from config.settings import Settings
+from ingest.dedupe import bucket_hash, fingerprint, generation_s
 from ingest.errors import QueueFull, StoreUnavailable
+from ingest.memory import MemoryGuard
 from store import scripts
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,10 @@ class Publisher:
         self._redis = client
         self._settings = settings
         self._keys = RedisKeys(settings.redis_key_prefix, destination)
-        self._streams = [self._keys.stream(shard) for shard in range(settings.shards)]
+        self._shard_keys = [self._keys.shard(shard) for shard in range(settings.shards)]
+        self._streams = [shard.stream for shard in self._shard_keys]
+        self._generation_s = generation_s(settings.dedupe_window_s)
+        self._memory = MemoryGuard(client, settings.redis_memory_headroom)
         self._script = scripts.script(client, "publish")
         self._streams_ready = False
 
@@ -78,46 +83,68 @@ class Publisher:
     def shards(self) -> int:
         return len(self._streams)
 
-    def publish(self, events: list[dict[str, Any]], route: str) -> PublishResult:
-        """Store every event or none; raise QueueFull or StoreUnavailable when none were."""
-        if not events:
+    def publish(self, events: list[dict[str, Any]], route: str, sender: str) -> PublishResult:
+        """Store every event or none; raise QueueFull or StoreUnavailable when none were.
+
+        `sender` names the credential that sent them: repeats are recognised per sender, so
+        one sender's messageIds never suppress another's events.
+        """
+        items = [
+            (shard_of(event, len(self._streams)), str(event["messageId"]), fastjson.dumps(event))
+            for event in events
+        ]
+        return self.publish_encoded(items, route, sender)
+
+    def publish_encoded(
+        self,
+        items: list[tuple[int, str, bytes]],
+        route: str,
+        sender: str,
+        max_queued: int | None = None,
+    ) -> PublishResult:
+        """`publish` for events already placed and encoded: (shard, messageId, JSON) each."""
+        if not items:
             return PublishResult(0, 0)
-        keys: list[str] = list(self._streams)
+        keys: list[str] = [*self._streams, *(shard.seen_sizes for shard in self._shard_keys)]
         args: list[str | int | bytes] = [
             len(self._streams),
-            self._settings.ingest_max_queued_events,
+            max_queued or self._settings.ingest_max_queued_events,
             self._settings.dedupe_window_s,
+            self._generation_s,
             route,
+            *(shard.seen_prefix for shard in self._shard_keys),
         ]
-        for event in events:
-            shard = shard_of(event, len(self._streams))
-            keys.append(self._keys.seen(str(event["messageId"])))
-            args += [shard + 1, fastjson.dumps(event)]
+        for shard, message_id, encoded in items:
+            fp = fingerprint(sender, message_id)
+            args += [shard + 1, fp, bucket_hash(fp), encoded]
         try:
+            self._memory.check(sum(len(encoded) for _, _, encoded in items))
             if not self._streams_ready:
                 self.ensure_streams()
             written, other, acked = self._run(keys, args)
         except (redis.ConnectionError, redis.TimeoutError) as ex:
-            logger.warning("Redis unavailable, %d events not stored: %s", len(events), ex)
+            logger.warning("Redis unavailable, %d events not stored: %s", len(items), ex)
             raise StoreUnavailable("the event store is unavailable; retry later") from ex
         except redis.RedisError as ex:
             # OOM, READONLY replica, LOADING...: nothing was written, and a retry may succeed.
-            logger.error("Redis refused %d events: %s", len(events), ex)
+            logger.error("Redis refused %d events: %s", len(items), ex)
             raise StoreUnavailable("the event store refused the write; retry later") from ex
         if int(written) < 0:
             logger.warning(
                 "queue full: %d events waiting, limit %d; %d events refused",
                 int(other),
                 self._settings.ingest_max_queued_events,
-                len(events),
+                len(items),
             )
             raise QueueFull(
                 f"the queue holds {int(other)} events, the limit is "
                 f"{self._settings.ingest_max_queued_events}; retry later"
             )
         wanted = self._settings.redis_min_replicas_ack
-        if wanted and int(written) and acked < wanted:
-            logger.warning("%d events not replicated to %d replicas in time", len(events), wanted)
+        # Also when every event was a repeat: the first copy may not have reached a replica yet
+        # (its request got a 503 for that), and a 200 now would promise what Redis did not.
+        if wanted and acked < wanted:
+            logger.warning("%d events not replicated to %d replicas in time", len(items), wanted)
             raise StoreUnavailable("the event store could not replicate the events; retry later")
         return PublishResult(int(written), int(other))
 

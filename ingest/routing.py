@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ingest.auth import AuthConfig, authenticate
+from ingest.auth import AuthConfig, Credential, authenticate
 from ingest.errors import Unauthorized
 from ingest.publish import Publisher
 
@@ -25,7 +25,7 @@ class Route:
 @dataclasses.dataclass(frozen=True)
 class Routed:
     destination: str
-    method: str
+    credential: Credential
     publisher: Publisher
 
 
@@ -47,7 +47,7 @@ class Router:
         ordered = sorted(self.routes, key=lambda r: r.auth.allow_unauthenticated)
         for candidate in ordered:
             try:
-                method = authenticate(
+                credential = authenticate(
                     candidate.auth,
                     authorization=authorization,
                     signature=signature,
@@ -57,7 +57,7 @@ class Router:
             except Unauthorized as ex:
                 last = ex
                 continue
-            return Routed(candidate.destination, method, candidate.publisher)
+            return Routed(candidate.destination, credential, candidate.publisher)
         assert last is not None
         raise last
 

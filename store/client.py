@@ -9,6 +9,7 @@ sentinels for the current primary whenever a connection fails, so a failover is 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -16,6 +17,8 @@ import redis
 from redis.sentinel import Sentinel
 
 from config.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -53,3 +56,21 @@ def make_redis(url: str, sentinel_master: str, **kwargs: Any) -> redis.Redis:
     }
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, password=password, db=db)
     return sentinel.master_for(sentinel_master, **kwargs)
+
+
+def warn_if_evicting(client: Any) -> None:
+    """Log a warning when Redis may evict keys at maxmemory; a start-up check, never fatal.
+
+    Eviction could drop accepted events, leases and dead letters: the fleet wants
+    `maxmemory-policy noeviction` (ingest stops taking events before Redis is full).
+    """
+    try:
+        policy = client.info("memory").get("maxmemory_policy")
+    except redis.RedisError:  # not reachable yet: ingest and workers report that themselves
+        return
+    if policy is not None and policy != "noeviction":
+        logger.warning(
+            "Redis maxmemory-policy is %r: at maxmemory it would evict keys, which can drop "
+            "accepted events, leases and dead letters; set it to noeviction",
+            policy,
+        )

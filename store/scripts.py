@@ -18,7 +18,6 @@ NAMES: Final = (
     "publish",
     "rate_limit_acquire",
     "rate_limit_slow_down",
-    "retry_claim",
     "trace_append",
 )
 

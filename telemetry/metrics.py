@@ -85,6 +85,12 @@ SPECS: dict[str, MetricSpec] = {
         MetricSpec(
             "events_unmatched", "counter", "events no mapping matched (nothing to send)", ()
         ),
+        MetricSpec(
+            "events_skipped",
+            "counter",
+            "events (or calls) not sent by design: no_user_id, integrations",
+            ("reason",),
+        ),
         MetricSpec("events_delivered", "counter", "calls Pushwoosh accepted", ("action",)),
         MetricSpec("events_retried", "counter", "calls put on the retry schedule", ("action",)),
         MetricSpec(
@@ -311,9 +317,9 @@ class FleetCollector:
                 pipe.hgetall(target.keys.metric(spec.name))
             if target.gauges:
                 for shard in range(target.shards):
-                    pipe.xlen(target.keys.stream(shard))
-                pipe.zcard(target.keys.retry)
-                pipe.xlen(target.keys.dlq)
+                    pipe.xlen(target.keys.shard(shard).stream)
+                    pipe.zcard(target.keys.shard(shard).retry)
+                    pipe.xlen(target.keys.shard(shard).dlq)
         results = iter(pipe.execute())
         per_spec: dict[str, list[tuple[str, dict[str, float]]]] = {s.name: [] for s in self._specs}
         depth = GaugeMetricFamily(
@@ -338,10 +344,13 @@ class FleetCollector:
                 )
             if not target.gauges:
                 continue
+            scheduled = dead_letters = 0.0
             for shard in range(target.shards):
                 depth.add_metric([name, str(shard)], float(next(results)))
-            retry.add_metric([name], float(next(results)))
-            dead.add_metric([name], float(next(results)))
+                scheduled += float(next(results))
+                dead_letters += float(next(results))
+            retry.add_metric([name], scheduled)
+            dead.add_metric([name], dead_letters)
         for spec in self._specs:
             data = per_spec[spec.name]
             yield _counter(spec, data) if spec.kind == "counter" else _histogram(spec, data)

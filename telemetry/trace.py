@@ -2,10 +2,12 @@
 
 Records are compact JSON objects (`t` = time in ms, `k` = kind, then a few fields) kept in one
 Redis HASH per hour (`config.redis_keys.trace_bucket`): field = messageId, value = the event's
-records as NDJSON, appended by a small script. Each hour's hash expires one hour after the
-window, and holds at most TRACE_MAX_EVENTS spread over the window's hours distinct messages:
-beyond that, new messages of that hour are not traced (counted as `trace_dropped`), so memory
-stays bounded whatever the traffic. A lookup reads the window's hashes in one pipeline.
+records as NDJSON, appended by a small script (store/lua/trace_append.lua). Each hour's hash
+expires one hour after the window and holds at most TRACE_MAX_BYTES spread over the window's
+hours, and one message's history at most MAX_BYTES_PER_EVENT: every write is held to both, a
+message's first one too, and what does not fit is dropped (counted as `trace_dropped`). So the
+history stays inside its budget whatever the traffic. A lookup reads the window's hashes in one
+pipeline.
 
 Processes buffer records (`TraceBuffer`) and the metrics flusher writes them in its pipeline, so
 tracing costs no extra round trip on the delivery path.
@@ -23,7 +25,7 @@ from typing import Any
 
 import redis
 
-from config.redis_keys import trace_bucket
+from config.redis_keys import trace_bucket, trace_bucket_bytes
 from config.settings import Settings
 from store import scripts
 from telemetry.metrics import PipelineWriter, Recorder
@@ -48,9 +50,10 @@ def hour_of(t_ms: int) -> str:
     return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y%m%d%H")
 
 
-def per_hour_cap(settings: Settings) -> int:
+def per_hour_budget(settings: Settings) -> int:
+    """Bytes one hour's history may hold: TRACE_MAX_BYTES spread over the window's hours."""
     hours = max(1, math.ceil(settings.trace_window_s / HOUR_S))
-    return max(1, math.ceil(settings.trace_max_events / hours))
+    return max(1, settings.trace_max_bytes // hours)
 
 
 def make_record(step: str, t_ms: int, **fields: Any) -> str:
@@ -70,7 +73,7 @@ class TraceBuffer(PipelineWriter):
     ) -> None:
         self._on_backlog = on_backlog
         self._prefix = settings.redis_key_prefix
-        self._cap = per_hour_cap(settings)
+        self._budget = per_hour_budget(settings)
         self._ttl_s = settings.trace_window_s + HOUR_S
         self._script = scripts.script(client, "trace_append")
         self._lock = threading.Lock()
@@ -123,13 +126,14 @@ class TraceBuffer(PipelineWriter):
             chunks[message_id] = line if previous is None else previous + line
         calls = 0
         for hour, chunks in by_hour.items():
-            key = trace_bucket(self._prefix, hour_of(hour * HOUR_S * 1000))
+            name = hour_of(hour * HOUR_S * 1000)
+            keys = [trace_bucket(self._prefix, name), trace_bucket_bytes(self._prefix, name)]
             items = list(chunks.items())
             for start in range(0, len(items), MESSAGES_PER_APPEND):
-                args: list[str | int] = [self._cap, self._ttl_s, MAX_BYTES_PER_EVENT]
+                args: list[str | int] = [self._budget, self._ttl_s, MAX_BYTES_PER_EVENT]
                 for item in items[start : start + MESSAGES_PER_APPEND]:
                     args += item
-                self._script(keys=[key], args=args, client=pipe)
+                self._script(keys=keys, args=args, client=pipe)
                 calls += 1
         return calls
 
@@ -188,6 +192,8 @@ def describe(record: dict[str, Any]) -> str:
         text = f"received via {record.get('route', '?')}"
         if record.get("duplicates"):
             text += f" (request had {record['duplicates']} repeated messageIds, dropped)"
+    elif kind == "skipped":
+        text = f"skipped, not sent: {record.get('reason', '?')}"
     elif kind == "mapped":
         maps = record.get("mappings") or []
         text = "matched " + (", ".join(maps) if maps else "no mapping: nothing to send")

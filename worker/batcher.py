@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from worker.batching import PlannedRequest, check_max_events, pack, split_request
+from worker.batching import (
+    PlannedRequest,
+    check_max_events,
+    pack,
+    select_request,
+    split_request,
+)
 from worker.mapping import Call
+from worker.order import entry_order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +30,7 @@ class Outgoing:
     accepted_ms: tuple[int, ...]  # when each of its events was accepted by ingest
     attempts: int = 0
     retry_id: str | None = None  # its record on the retry schedule, once parked
+    order: str = ""  # where its oldest event stands in its stream (holds.entry_order)
 
     @property
     def size(self) -> int:
@@ -47,8 +55,20 @@ class Outgoing:
                 entry_ids=self.entry_ids[part],
                 accepted_ms=self.accepted_ms[part],
                 retry_id=None,
+                order=entry_order(self.entry_ids[part][0]) if self.entry_ids[part] else self.order,
             )
             for request, part in halves
+        )
+
+    def take(self, indexes: list[int]) -> Outgoing:
+        """The part of a fresh (not yet parked) request made of the calls at `indexes`."""
+        entry_ids = tuple(self.entry_ids[i] for i in indexes)
+        return dataclasses.replace(
+            self,
+            request=select_request(self.request, indexes),
+            entry_ids=entry_ids,
+            accepted_ms=tuple(self.accepted_ms[i] for i in indexes),
+            order=entry_order(entry_ids[0]),
         )
 
 
@@ -60,6 +80,7 @@ def _outgoing(items: list[_Item]) -> Outgoing:
         request=pack([call for call, _, _ in items]),
         entry_ids=tuple(entry_id for _, entry_id, _ in items),
         accepted_ms=tuple(accepted for _, _, accepted in items),
+        order=entry_order(items[0][1]),
     )
 
 

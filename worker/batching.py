@@ -120,3 +120,17 @@ def split_request(request: PlannedRequest) -> tuple[PlannedRequest, PlannedReque
         )
 
     return half(slice(None, middle)), half(slice(middle, None))
+
+
+def select_request(request: PlannedRequest, indexes: Sequence[int]) -> PlannedRequest:
+    """The request with only the calls at `indexes` (in their order); for a batch, its events."""
+    if request.path != POST_EVENTS_PATH:
+        if list(indexes) != [0]:
+            raise ValueError("a single-call request can only be taken whole")
+        return request
+    events = request.body["events"]
+    return dataclasses.replace(
+        request,
+        body={**request.body, "events": [events[i] for i in indexes]},
+        message_ids=tuple(request.message_ids[i] for i in indexes),
+    )

@@ -30,6 +30,7 @@ from config.destinations import all_secrets, load_destinations
 from config.errors import ConfigError
 from config.redis_keys import RedisKeys, celery_key_prefix, celery_queue
 from config.settings import Settings, load_settings
+from store.client import redis_for, warn_if_evicting
 from telemetry.logs import configure_logging
 from worker.pump import Pump
 from worker.pushwoosh import DRY_RUN_BANNER
@@ -105,6 +106,7 @@ def _check_config_at_start(**_: Any) -> None:
     for name, destination in destinations.items():
         if destination.settings.dry_run:
             logger.warning("destination %s: %s", name, DRY_RUN_BANNER)
+    warn_if_evicting(redis_for(settings, socket_connect_timeout=2, socket_timeout=5))
 
 
 @worker_ready.connect

@@ -10,17 +10,19 @@ to its stream to be mapped again) in one script, so a second replay finds nothin
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, Final
 
 import redis
 
-from config.redis_keys import RedisKeys, shard_of
+from config.redis_keys import RedisKeys
 from store import scripts
 from worker.batcher import Outgoing
 from worker.batching import PlannedRequest
+from worker.holds import encode
 from worker.mapping import Rejection
 from worker.retries import RetryRecord
 
@@ -165,7 +167,26 @@ class DeadLetterFilter:
         )
 
 
+def letter_id(shard: int, entry_id: str) -> str:
+    """A dead letter's id across the destination: its shard and its entry in that shard."""
+    return f"{shard}/{entry_id}"
+
+
+def _split_id(letter_id: str) -> tuple[int, str]:
+    shard, _, entry_id = letter_id.partition("/")
+    if not entry_id or not shard.isdigit():
+        raise ValueError(f"not a dead-letter id: {letter_id!r} (they look like 0/1714565100000-0)")
+    return int(shard), entry_id
+
+
+def _stream_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class DeadLetterQueue:
+    """The dead letters of one destination, kept per shard (with the shard's other keys)."""
+
     def __init__(self, client: redis.Redis, keys: RedisKeys, shards: int) -> None:
         self._client = client
         self._keys = keys
@@ -173,37 +194,62 @@ class DeadLetterQueue:
         self._replay_script = scripts.script(client, "dlq_replay")
 
     def count(self) -> int:
-        return int(self._client.xlen(self._keys.dlq))
+        pipe = self._client.pipeline(transaction=False)
+        for shard in range(self._shards):
+            pipe.xlen(self._keys.shard(shard).dlq)
+        return sum(int(n) for n in pipe.execute())
 
-    def iter(self, flt: DeadLetterFilter, now_ms: int, page: int = 500) -> Iterator[DeadLetter]:
+    def _shard_letters(self, shard: int, page: int) -> Iterator[tuple[tuple[int, int], DeadLetter]]:
         start = "-"
+        key = self._keys.shard(shard).dlq
         while True:
-            entries = self._client.xrange(self._keys.dlq, min=start, count=page)
+            entries = self._client.xrange(key, min=start, count=page)
             for entry_id, fields in entries:
-                letter = DeadLetter.from_entry(entry_id, fields["d"])
-                if flt.matches(letter, now_ms):
-                    yield letter
+                letter = DeadLetter.from_entry(letter_id(shard, entry_id), fields["d"])
+                yield _stream_key(entry_id), letter
             if len(entries) < page:
                 return
             start = "(" + entries[-1][0]
 
-    def get(self, entry_id: str) -> DeadLetter | None:
-        entries = self._client.xrange(self._keys.dlq, min=entry_id, max=entry_id)
-        return DeadLetter.from_entry(entries[0][0], entries[0][1]["d"]) if entries else None
+    def iter(self, flt: DeadLetterFilter, now_ms: int, page: int = 500) -> Iterator[DeadLetter]:
+        """Every dead letter the filter takes, oldest first across the shards."""
+        merged = heapq.merge(
+            *(self._shard_letters(shard, page) for shard in range(self._shards)),
+            key=lambda item: item[0],
+        )
+        for _, letter in merged:
+            if flt.matches(letter, now_ms):
+                yield letter
+
+    def get(self, dead_letter_id: str) -> DeadLetter | None:
+        try:
+            shard, entry_id = _split_id(dead_letter_id)
+        except ValueError:
+            return None
+        if shard >= self._shards:
+            return None
+        key = self._keys.shard(shard).dlq
+        entries = self._client.xrange(key, min=entry_id, max=entry_id)
+        if not entries:
+            return None
+        return DeadLetter.from_entry(letter_id(shard, entries[0][0]), entries[0][1]["d"])
 
     def purge(self, letters: list[DeadLetter]) -> int:
-        if not letters:
-            return 0
-        return int(self._client.xdel(self._keys.dlq, *[letter.id for letter in letters]))
+        purged = 0
+        for letter in letters:
+            shard, entry_id = _split_id(letter.id)
+            purged += int(self._client.xdel(self._keys.shard(shard).dlq, entry_id))
+        return purged
 
     def replay(self, letter: DeadLetter, now_ms: int) -> bool:
         """Move one entry back for delivery; False when it was already replayed or purged.
 
-        A failed request goes back on the retry schedule, due now; a rejected event goes back on
-        its stream, to be mapped again with the current mappings.
+        A failed request goes back on its shard's retry schedule, due now; a rejected event goes
+        back on its shard's stream, to be mapped again with the current mappings.
         """
-        event: Mapping[str, Any] = letter.event or {}
-        stream = self._keys.stream(shard_of(event, self._shards))
+        shard, entry_id = _split_id(letter.id)
+        keys = self._keys.shard(shard)
+        holds = ""
         if letter.request is not None:
             retry_id = uuid.uuid4().hex
             request = PlannedRequest.from_dict(letter.request)
@@ -212,14 +258,15 @@ class DeadLetterQueue:
                 request=request,
                 accepted_ms=(now_ms,) * len(request.message_ids),
                 attempts=0,
+                order=f"{now_ms:015d}-9999999999",
                 replayed_from=letter.id,
             )
-            mode, payload = "request", record.to_json()
+            mode, payload, holds = "request", record.to_json(), encode(record.order, record.pairs)
         else:
             mode, retry_id = "event", ""
-            payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+            payload = json.dumps(letter.event or {}, separators=(",", ":"), ensure_ascii=False)
         moved = self._replay_script(
-            keys=[self._keys.dlq, self._keys.retry_data, self._keys.retry, stream],
-            args=[letter.id, mode, retry_id, payload, now_ms],
+            keys=[keys.dlq, keys.retry_data, keys.retry, keys.holds, keys.stream],
+            args=[entry_id, mode, retry_id, payload, now_ms, holds],
         )
         return bool(moved)

@@ -2,8 +2,9 @@
 
 The loop only wires the parts: the lease (one drain task per shard, so a shard is sent in
 order), the mapper (`plan_calls`), the batcher, the policy (`classify` then `decide`), the
-shared back-off and rate limit, the retry schedule, and the unit of work (`Settlement`) that
-writes each step's outcomes with the XACK/XDEL of the entries they settle in one transaction.
+shared back-off and rate limit, the retry schedule with its per-user holds, and the unit of
+work (`Settlement`) that writes each step's outcomes with the XACK/XDEL of the entries they
+settle in one transaction fenced by the lease. Time is Redis' (`RedisClock`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from config import fastjson
 from config.redis_keys import CONSUMER_GROUP
 from worker import dlq, policy
 from worker.batcher import Batcher, Outgoing
+from worker.batching import PlannedRequest
 from worker.circuit import Circuit
-from worker.clock import SYSTEM_CLOCK, Clock
+from worker.clock import Clock, RedisClock
 from worker.errors import AuthenticationFailed, DeliveryError, RetryableDeliveryError
+from worker.holds import Holds, call_pairs, pairs_of
 from worker.lease import Lease, LeaseLost
-from worker.mapping import plan_calls
+from worker.mapping import Rejection, plan_calls
 from worker.observer import GuardedObserver
 from worker.pushwoosh import Reply
 from worker.ratelimit import SharedRateLimit
@@ -39,7 +42,13 @@ logger = logging.getLogger(__name__)
 # new owner finds what a dead one left pending simply by reading this consumer's history.
 CONSUMER_NAME: Final = "shard-owner"
 IDLE_WAIT_MS: Final = 1000
+# A parked call whose user still waits on an older one is looked at again this much later.
+HOLD_RECHECK_MS: Final = 1000
+# Below this much lease left, a send first renews the lease.
+MIN_SEND_WINDOW_S: Final = 2.0
 WAITING_FOR_BACKOFF: Final = "waiting for the back-off"
+WAITING_FOR_USER: Final = "waiting behind an earlier call of the same user"
+SKIP_CODES: Final = frozenset({"no_user_id"})
 Entry = tuple[str, dict[str, str] | None]
 
 
@@ -57,8 +66,9 @@ class DrainReport:
     parked: int = 0
     dead_lettered: int = 0
     rejected: int = 0
+    skipped: int = 0
     unmatched: int = 0
-    skipped: str | None = None
+    not_started: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, 0)} | {
@@ -80,42 +90,46 @@ class ShardDrainer:
         runtime: Runtime,
         shard: int,
         *,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        settings, keys, client = runtime.settings, runtime.keys, runtime.redis
-        self._rt, self._redis, self._clock = runtime, client, clock
+        settings, client = runtime.settings, runtime.redis
+        keys = runtime.keys.shard(shard)
+        self._rt, self._redis, self._keys = runtime, client, keys
+        self._clock = clock or RedisClock(client)
         self._rng = rng or random.Random()
         self._should_stop = should_stop
-        self._stream = keys.stream(shard)
         self._policy = policy.RetryPolicy.from_settings(settings)
         probe_ttl_s = settings.pushwoosh_timeout_s + 5
-        self._circuit = Circuit(client, keys, self._policy, self._rng, probe_ttl_s)
-        self._lease = Lease(client, keys.lease(shard), settings.drain_lease_s)
+        self._circuit = Circuit(client, runtime.keys, self._policy, self._rng, probe_ttl_s)
+        self._lease = Lease(client, keys.lease, settings.drain_lease_s)
         self._retries = RetrySchedule(client, keys)
+        self._holds = Holds()
         self._rate_limit = SharedRateLimit(
-            client, keys.rate_limit, settings.rate_limit_requests_per_s,
+            client, runtime.keys.rate_limit, settings.rate_limit_requests_per_s,
             settings.rate_limit_events_per_s, settings.rate_limit_recovery_per_s,
         )  # fmt: skip
         self._observer = GuardedObserver(runtime.observer)
         self._batcher = Batcher(settings.batch_max_events, int(settings.batch_flush_delay_s * 1000))
-        self._work = Settlement(keys, self._stream)
+        dlq_per_shard = max(1, settings.dlq_max_entries // settings.shards)
+        self._work = Settlement(keys, dlq_per_shard, settings.dlq_retention_s * 1000)
         self.report = DrainReport(shard)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> DrainReport:
         if not self._lease.acquire():
-            self.report.skipped = "another drain task holds this shard"
+            self.report.not_started = "another drain task holds this shard"
             return self.report
         try:
-            ensure_group(self._redis, self._stream)
+            ensure_group(self._redis, self._keys.stream)
+            self._holds.load(*self._retries.holds())
             self._run_slice()
             self._send_all(self._batcher.flush())
             self._commit()
         except LeaseLost:
-            logger.warning("lost the lease on %s; its pending events stay pending", self._stream)
-            self._commit()
+            # Nothing of this step was written; its entries stay pending for the next owner.
+            logger.warning("lost the lease on %s; its pending events stay pending", self._keys.tag)
         finally:
             self._lease.release()
         return self.report
@@ -151,9 +165,8 @@ class ShardDrainer:
         kwargs: dict[str, Any] = (
             {"count": count, "block": block_ms} if block_ms else {"count": count}
         )
-        result = self._redis.xreadgroup(
-            CONSUMER_GROUP, CONSUMER_NAME, {self._stream: start}, **kwargs
-        )
+        stream = {self._keys.stream: start}
+        result = self._redis.xreadgroup(CONSUMER_GROUP, CONSUMER_NAME, stream, **kwargs)
         return list(result[0][1]) if result else []
 
     def _block_ms(self, deadline_s: float) -> int:
@@ -162,12 +175,11 @@ class ShardDrainer:
         return max(0, min(IDLE_WAIT_MS if wait_ms is None else wait_ms, remaining_ms))
 
     def _commit(self) -> None:
-        if self._work.commit(self._redis):
+        if self._work.commit(self._redis, self._lease, self._clock.now_ms()):
             self._observer.flush()
 
     # -- mapping -------------------------------------------------------------------------------
     def _take(self, entries: list[Entry]) -> None:
-        destination, now_ms = self._rt.destination, self._clock.now_ms()
         for entry_id, fields in entries:
             self.report.entries += 1
             raw, accepted_ms = (fields or {}).get("e"), entry_time_ms(entry_id)
@@ -176,30 +188,46 @@ class ShardDrainer:
                 continue
             event = _parse(raw)
             if event is None:
+                now_ms, destination = self._clock.now_ms(), self._rt.destination
                 letter = dlq.unreadable_entry(
                     raw, accepted_ms=accepted_ms, now_ms=now_ms, destination=destination
                 )
-                self._work.dead_letter(letter)
+                self._work.dead_letter(letter, now_ms)
                 self._work.ack(entry_id)
                 continue
-            calls, rejections = plan_calls(event, self._rt.mappings, self._rt.app_code)
-            self._observer.on_mapped(
-                event, entry_id, fields.get("src", "") if fields else "", calls
-            )
-            for rejection in rejections:
-                letter = dlq.rejected_event(event, rejection, accepted_ms=accepted_ms,
-                                            now_ms=now_ms, destination=destination)  # fmt: skip
-                self._work.dead_letter(letter)
-                self._observer.on_rejected(rejection)
-                self._observer.on_dead_lettered(letter)
-                self.report.rejected += 1
-            if not calls:
-                self.report.unmatched += not rejections
+            plan = plan_calls(event, self._rt.mappings, self._rt.app_code)
+            src = fields.get("src", "") if fields else ""
+            self._observer.on_mapped(event, entry_id, src, plan.calls)
+            skipped = plan.skipped is not None
+            if skipped:
+                self._skip(str(event.get("messageId", "")), plan.skipped or "")
+            for rejection in plan.rejections:
+                self._reject(event, rejection, accepted_ms)
+            if not plan.calls:
+                self.report.unmatched += not plan.rejections and not skipped
                 self._work.ack(entry_id)
                 continue
-            self._work.expect(entry_id, len(calls))
-            for call in calls:
+            self._work.expect(entry_id, len(plan.calls))
+            for call in plan.calls:
                 self._send_all(self._batcher.add(call, entry_id, accepted_ms))
+
+    def _skip(self, message_id: str, reason: str) -> None:
+        self._work.skipped(reason, self._clock.now_ms())
+        self._observer.on_skipped(message_id, reason)
+        self.report.skipped += 1
+
+    def _reject(self, event: dict[str, Any], rejection: Rejection, accepted_ms: int) -> None:
+        if rejection.code in SKIP_CODES:
+            self._skip(rejection.message_id, rejection.code)
+            return
+        now_ms, destination = self._clock.now_ms(), self._rt.destination
+        letter = dlq.rejected_event(
+            event, rejection, accepted_ms=accepted_ms, now_ms=now_ms, destination=destination
+        )
+        self._work.dead_letter(letter, now_ms)
+        self._observer.on_rejected(rejection)
+        self._observer.on_dead_lettered(letter)
+        self.report.rejected += 1
 
     # -- delivery ------------------------------------------------------------------------------
     def _send_all(self, requests: list[Outgoing]) -> None:
@@ -207,16 +235,22 @@ class ShardDrainer:
             self._send(out)
 
     def _send(self, out: Outgoing) -> None:
+        if out.retry_id is None and self._holds:
+            out = self._hold_back(out)
+            if not out.size:
+                return
         now_ms = self._clock.now_ms()
         if not self._circuit.allows_send(now_ms):
             due_ms = self._circuit.open_until_ms(now_ms)
             self._park(out, policy.Park(due_ms, WAITING_FOR_BACKOFF), out.attempts, None)
             return
-        self._lease.renew()
+        self._lease.renew(force=self._lease.remaining_s() < MIN_SEND_WINDOW_S)
         self._rate_limit.acquire(out.size, keep_alive=self._lease.renew)
-        reply: Reply = self._rt.sender.send(out.request.path, out.request.body)
+        # Cut off before the lease could run out: no send outlives it (worker/lease.py).
+        reply = self._rt.sender.send(out.request.path, out.request.body, self._lease.remaining_s())
         self.report.requests += 1
         now_ms = self._clock.now_ms()
+        self._work.sent(out.size, reply.elapsed_s, now_ms)
         outcome = policy.classify(
             reply.status, reply.body, reply.headers, reply.transport_error, now_ms / 1000
         )
@@ -233,12 +267,24 @@ class ShardDrainer:
             due = policy.Park(max(action.due_ms, opens_at_ms), action.reason)
             self._park(out, due, attempts, outcome)
         elif isinstance(action, policy.Split):
-            if out.retry_id:
-                self._work.unschedule(out.retry_id)
+            self._unschedule(out)
             self._send_all(list(out.split()))
         else:  # DeadLetter, or Pause: the circuit took note of the credentials failure
             code = action.code if isinstance(action, policy.DeadLetter) else "auth_failed"
             self._dead_letter(out, code, action.reason, outcome, reply, attempts)
+
+    def _hold_back(self, out: Outgoing) -> Outgoing:
+        """Park the calls of users with an older call parked (they follow it, in stream order);
+        return the rest, to send now."""
+        pairs = call_pairs(out.request)
+        waiting = [i for i, each in enumerate(pairs) if self._holds.is_held(each)]
+        if not waiting:
+            return out
+        behind = out.take(waiting)
+        due_ms = max(self._clock.now_ms(), self._holds.wait_until_ms(pairs_of(behind.request)))
+        self._park(behind, policy.Park(due_ms, WAITING_FOR_USER), out.attempts, None, retried=False)
+        free = [i for i in range(len(pairs)) if i not in set(waiting)]
+        return out.take(free) if free else dataclasses.replace(out, request=_EMPTY, entry_ids=())
 
     def _note_outcome(self, outcome: DeliveryError | None, now_ms: int) -> int:
         """Tell the shared back-off and rate limit; returns when the back-off opens (or 0)."""
@@ -254,25 +300,36 @@ class ShardDrainer:
         return 0
 
     def _park(
-        self, out: Outgoing, park: policy.Park, attempts: int, error: DeliveryError | None
+        self,
+        out: Outgoing,
+        park: policy.Park,
+        attempts: int,
+        error: DeliveryError | None,
+        *,
+        retried: bool = True,
     ) -> None:
+        """Put a request on the retry schedule; its stream entries are settled by that."""
         status = error.status if error else None
-        record = RetryRecord.of(out, uuid.uuid4().hex, attempts, status, park.reason)
-        self._work.schedule(record, park.due_ms)
+        # Ids start with the stream order, so records due together come out oldest first.
+        retry_id = f"{out.order}:{uuid.uuid4().hex[:12]}"
+        record = RetryRecord.of(out, retry_id, attempts, status, park.reason)
+        self._unschedule(out)
+        self._work.schedule(record, park.due_ms, self._clock.now_ms(), retried)
+        self._holds.add(record.id, record.order, record.pairs, park.due_ms)
         self._observer.on_parked(out.request, park.due_ms, attempts, park.reason)
         self.report.parked += out.size
-        self._settle(out)
+        self._work.settle(out.entry_ids)
 
     def _dead_letter(
         self, out: Outgoing, code: str, reason: str, error: DeliveryError | None,
         reply: Reply, attempts: int,
     ) -> None:  # fmt: skip
+        now_ms = self._clock.now_ms()
         letter = dlq.failed_request(
             out, code=code, reason=reason, status=error.status if error else None,
-            reply=reply.body, attempts=attempts, now_ms=self._clock.now_ms(),
-            destination=self._rt.destination,
+            reply=reply.body, attempts=attempts, now_ms=now_ms, destination=self._rt.destination,
         )  # fmt: skip
-        self._work.dead_letter(letter)
+        self._work.dead_letter(letter, now_ms)
         self._observer.on_dead_lettered(letter)
         self.report.dead_lettered += out.size
         logger.warning("dead-lettered %d event(s) of %s (%s): %s",
@@ -280,20 +337,32 @@ class ShardDrainer:
         self._settle(out)
 
     def _settle(self, out: Outgoing) -> None:
+        self._unschedule(out)
+        self._work.settle(out.entry_ids)
+
+    def _unschedule(self, out: Outgoing) -> None:
         if out.retry_id:
             self._work.unschedule(out.retry_id)
-        self._work.settle(out.entry_ids)
+            self._holds.remove(out.retry_id)
 
     # -- the retry schedule --------------------------------------------------------------------
     def _send_due_retries(self) -> None:
         now_ms = self._clock.now_ms()
         if self._circuit.open_until_ms(now_ms) > now_ms:
             return
-        claim_until_ms = now_ms + int(self._rt.settings.drain_lease_s * 1000)
-        self._send_all([r.outgoing() for r in self._retries.claim_due(now_ms, claim_until_ms)])
+        # Oldest first by stream order, so each user's calls go in the order they came.
+        for record in sorted(self._retries.due(now_ms), key=lambda r: r.order):
+            if self._holds.blocked(record.id):
+                ahead_ms = self._holds.wait_until_ms(record.pairs, exclude=record.id)
+                due_ms = max(ahead_ms, now_ms + HOLD_RECHECK_MS)
+                self._work.reschedule(record.id, due_ms)
+                self._holds.set_due(record.id, due_ms)
+            else:
+                self._send(record.outgoing())
         self._commit()
 
 
+_EMPTY: Final = PlannedRequest("", {}, (), "", "")
 _OUTCOME_NAMES: Final = {
     policy.Deliver: "delivered",
     policy.Park: "retry",

@@ -52,9 +52,16 @@ _RESERVED_ATTRIBUTES: Final = frozenset(PROFILE_FIELDS)
 class MappingRejected(Exception):
     """Raised when an event cannot become a valid Pushwoosh call."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "mapping_rejected") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
+
+
+# A call that cannot be sent for want of a user id is skipped, not dead-lettered: anonymous
+# page views and tracks are ordinary traffic, and keeping them (personal data and all) in the
+# dead-letter queue would only fill it.
+NO_USER_ID: Final = "no_user_id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,7 +309,8 @@ def validate_payload(payload: MappingABC[str, Any], action: str) -> dict[str, An
         valid[key] = validate_field(key, value, field)
     for key in REQUIRED_FIELDS[action]:
         if key not in valid:
-            raise MappingRejected(f"missing required field {key}")
+            code = NO_USER_ID if key == "external_id" else "mapping_rejected"
+            raise MappingRejected(f"missing required field {key}", code)
     return valid
 
 
@@ -496,7 +504,7 @@ def _map_guarded(
         call = make()
         fastjson.dumps(call.body)
     except MappingRejected as ex:
-        rejections.append(Rejection(mapping, action, _message_id(event), ex.reason))
+        rejections.append(Rejection(mapping, action, _message_id(event), ex.reason, ex.code))
         return
     except Exception as ex:  # any input must end as a dead letter, never a stalled shard
         reason = f"{type(ex).__name__}: {ex}"[:300]

@@ -28,6 +28,9 @@ class DeliveryObserver(Protocol):
     def on_rejected(self, rejection: Rejection) -> None:
         """A mapping could not turn an event into a valid call."""
 
+    def on_skipped(self, message_id: str, reason: str) -> None:
+        """An event (or one of its calls) is not sent, by design: no user id, integrations."""
+
     def on_attempt(
         self, request: PlannedRequest, reply: Reply, outcome: str, attempts: int
     ) -> None:
@@ -50,6 +53,9 @@ class NullObserver:
         return
 
     def on_rejected(self, rejection: Rejection) -> None:
+        return
+
+    def on_skipped(self, message_id: str, reason: str) -> None:
         return
 
     def on_attempt(
@@ -94,6 +100,9 @@ class GuardedObserver:
 
     def on_rejected(self, rejection: Rejection) -> None:
         self._guard("on_rejected", rejection)
+
+    def on_skipped(self, message_id: str, reason: str) -> None:
+        self._guard("on_skipped", message_id, reason)
 
     def on_attempt(
         self, request: PlannedRequest, reply: Reply, outcome: str, attempts: int

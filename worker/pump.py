@@ -17,7 +17,7 @@ import redis
 
 from config.redis_keys import RedisKeys
 from config.settings import Settings
-from worker.clock import SYSTEM_CLOCK, Clock
+from worker.clock import RedisClock
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +33,20 @@ def shards_with_work(
     """Shards that need a drain task now (pure reads; one round trip)."""
     pipe = client.pipeline(transaction=False)
     for shard in range(settings.shards):
-        pipe.xlen(keys.stream(shard))
-        pipe.exists(keys.lease(shard))
+        shard_keys = keys.shard(shard)
+        pipe.xlen(shard_keys.stream)
+        pipe.zrangebyscore(shard_keys.retry, "-inf", now_ms, start=0, num=1)
+        pipe.exists(shard_keys.lease)
         pipe.exists(keys.queued(shard))
-    pipe.zrangebyscore(keys.retry, "-inf", now_ms, start=0, num=1)
     pipe.hget(keys.circuit, "open_until_ms")
     results = pipe.execute()
     open_until_ms = int(results[-1] or 0)
     if open_until_ms > now_ms:
         return []  # Pushwoosh is failing: nothing to do until the back-off passes
-    retries_due = bool(results[-2])
     wanted = []
     for shard in range(settings.shards):
-        length, leased, queued = results[shard * 3 : shard * 3 + 3]
-        has_work = length > 0 or (shard == 0 and retries_due)
-        if has_work and not leased and not queued:
+        length, retries_due, leased, queued = results[shard * 4 : shard * 4 + 4]
+        if (length > 0 or retries_due) and not leased and not queued:
             wanted.append(shard)
     return wanted
 
@@ -67,13 +66,12 @@ Targets = Callable[[], list[tuple[redis.Redis, RedisKeys, Settings]]]
 
 
 class Pump:
-    def __init__(
-        self, interval_s: float, targets: Targets, send_task: SendTask, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, interval_s: float, targets: Targets, send_task: SendTask) -> None:
         self._interval_s = interval_s
         self._targets = targets
         self._send_task = send_task
-        self._clock = clock
+        self._clocks: dict[int, RedisClock] = {}  # one per Redis client: retries are due by
+        # Redis' clock, which every worker shares
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pushwoosh-pump", daemon=True)
 
@@ -89,7 +87,8 @@ class Pump:
         while not self._stop.is_set():
             try:
                 for client, keys, settings in self._targets():
-                    queue_drains(client, keys, settings, self._send_task, self._clock.now_ms())
+                    clock = self._clocks.setdefault(id(client), RedisClock(client))
+                    queue_drains(client, keys, settings, self._send_task, clock.now_ms())
                 failures = 0
             except Exception:  # the pump must outlive a Redis restart
                 failures += 1

@@ -52,7 +52,6 @@ class SharedRateLimit:
             self._acquire(
                 keys=[self._key],
                 args=[
-                    int(time.time() * 1000),
                     self._requests_per_s,
                     self._events_per_s,
                     events,

@@ -1,9 +1,11 @@
-"""The retry schedule: requests waiting to be tried again, kept in Redis, not in a worker.
+"""The retry schedule of one shard: requests waiting to be tried again, in Redis, not in a worker.
 
-A ZSET maps each record's id to when it is due (ms) and a HASH holds the records. A drain task
-claims due records by pushing their due time to a claim deadline, sends them and settles each
-(delivered, parked again, dead-lettered) in its unit of work. Nothing depends on Celery
-countdowns or a worker's memory, so an outage of any length holds no retries in a process.
+A ZSET maps each record's id to when it is due (ms), a HASH holds the records, and the shard's
+`holds` hash says which (action, user) pairs each one holds up (worker/holds.py). All three
+live under the shard's hash tag and only the shard's lease holder touches them, so a record is
+never sent by two tasks at once; the drain's unit of work writes and removes records together
+with the stream entries they settle. Nothing depends on Celery countdowns or a worker's memory,
+so an outage of any length holds no retries in a process.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from typing import Any, Final
 
 import redis
 
-from config.redis_keys import RedisKeys
-from store import scripts
+from config.redis_keys import ShardKeys
 from worker.batcher import Outgoing
 from worker.batching import PlannedRequest
+from worker.holds import pairs_of
 
 logger = logging.getLogger(__name__)
+
+# Records sent per round: a round is sent, then settled, before the next one is read.
+RETRIES_PER_ROUND: Final = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +38,7 @@ class RetryRecord:
     attempts: int
     last_status: int | None = None
     last_reason: str = ""
+    order: str = ""  # where its oldest event stood in the stream
     replayed_from: str | None = None  # the dead letter it came from, when replayed
 
     def to_json(self) -> str:
@@ -43,6 +49,7 @@ class RetryRecord:
             "attempts": self.attempts,
             "last_status": self.last_status,
             "last_reason": self.last_reason,
+            "order": self.order,
         }
         if self.replayed_from is not None:
             data["replayed_from"] = self.replayed_from
@@ -65,6 +72,7 @@ class RetryRecord:
             attempts=int(data.get("attempts", 0)),
             last_status=data.get("last_status"),
             last_reason=str(data.get("last_reason") or ""),
+            order=str(data.get("order") or ""),
             replayed_from=data.get("replayed_from"),
         )
 
@@ -72,7 +80,11 @@ class RetryRecord:
     def of(
         cls, out: Outgoing, retry_id: str, attempts: int, status: int | None, reason: str
     ) -> RetryRecord:
-        return cls(retry_id, out.request, out.accepted_ms, attempts, status, reason)
+        return cls(retry_id, out.request, out.accepted_ms, attempts, status, reason, out.order)
+
+    @property
+    def pairs(self) -> tuple[str, ...]:
+        return pairs_of(self.request)
 
     def outgoing(self) -> Outgoing:
         return Outgoing(
@@ -81,22 +93,22 @@ class RetryRecord:
             accepted_ms=self.accepted_ms,
             attempts=self.attempts,
             retry_id=self.id,
+            order=self.order,
         )
 
 
-# Records claimed per round: a round is sent, then settled, before the next one is claimed.
-RETRIES_PER_ROUND: Final = 20
-
-
 class RetrySchedule:
-    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+    """Reads one shard's retry schedule (its lease holder's unit of work writes it)."""
+
+    def __init__(self, client: redis.Redis, keys: ShardKeys) -> None:
         self._client = client
         self._keys = keys
-        self._claim = scripts.script(client, "retry_claim")
 
-    def claim_due(self, now_ms: int, claim_until_ms: int) -> list[RetryRecord]:
-        """Due records, earliest first; unreadable or vanished ones are dropped from the ZSET."""
-        ids = self._claim(keys=[self._keys.retry], args=[now_ms, claim_until_ms, RETRIES_PER_ROUND])
+    def due(self, now_ms: int) -> list[RetryRecord]:
+        """Due records, earliest due first; unreadable or vanished ones are dropped."""
+        ids = self._client.zrangebyscore(
+            self._keys.retry, "-inf", now_ms, start=0, num=RETRIES_PER_ROUND
+        )
         if not ids:
             return []
         raws = self._client.hmget(self._keys.retry_data, ids)
@@ -107,6 +119,17 @@ class RetrySchedule:
             except (TypeError, ValueError, KeyError):
                 # Only something outside the fleet can write such a record: say so, drop it.
                 logger.error("retry record %s is missing or unreadable; dropped", retry_id)
-                self._client.zrem(self._keys.retry, retry_id)
-                self._client.hdel(self._keys.retry_data, retry_id)
+                pipe = self._client.pipeline(transaction=True)
+                pipe.zrem(self._keys.retry, retry_id)
+                pipe.hdel(self._keys.retry_data, retry_id)
+                pipe.hdel(self._keys.holds, retry_id)
+                pipe.execute()
         return records
+
+    def holds(self) -> tuple[dict[str, str], dict[str, float]]:
+        """The shard's holds hash (retry id -> encoded order and pairs) and its schedule."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self._keys.holds)
+        pipe.zrange(self._keys.retry, 0, -1, withscores=True)
+        stored, schedule = pipe.execute()
+        return dict(stored), dict(schedule)

@@ -37,6 +37,6 @@ def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
         runtime.redis.set(keys.queued(shard), "cooling-down", px=FAILED_DRAIN_COOLDOWN_MS)
         raise
     result = report.as_dict()
-    if report.skipped is None and report.entries:
+    if report.not_started is None and report.entries:
         logger.info("drained shard %d: %s", shard, result)
     return result

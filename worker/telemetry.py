@@ -102,6 +102,11 @@ class FleetObserver:
                 reason=rejection.reason,
             )
 
+    def on_skipped(self, message_id: str, reason: str) -> None:
+        self.recorder.inc("events_skipped", reason)
+        if self.trace is not None and message_id:
+            self.trace.add(message_id, "skipped", self._now_ms(), reason=reason)
+
     def on_attempt(
         self, request: PlannedRequest, reply: Reply, outcome: str, attempts: int
     ) -> None:

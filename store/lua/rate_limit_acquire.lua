@@ -1,14 +1,16 @@
 -- rate_limit_acquire.lua: spend tokens of the shared rate limit for one request.
 -- Two token buckets (requests/s and events/s) and an adaptive factor live in one hash.
 -- KEYS[1]: the bucket hash.
--- ARGV: now (ms), requests per second, events per second, events in this request, recovery of
---       the factor per second (share of the configured rate).
+-- ARGV: requests per second, events per second, events in this request, recovery of the factor
+--       per second (share of the configured rate).
+-- Time is Redis' own (TIME), so workers whose clocks disagree still share one limit.
 -- Returns: 0 when the request may go now, else the milliseconds to wait before asking again.
-local now = tonumber(ARGV[1])
-local req_rate = tonumber(ARGV[2])
-local ev_rate = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local recovery = tonumber(ARGV[5])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local req_rate = tonumber(ARGV[1])
+local ev_rate = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local recovery = tonumber(ARGV[4])
 local state = redis.call('HMGET', KEYS[1], 'req', 'ev', 'ts', 'factor')
 local factor = tonumber(state[4]) or 1.0
 local ts = tonumber(state[3]) or now

@@ -116,7 +116,11 @@ class FleetProcesses:
         raise RuntimeError(f"ingest did not come up on {url}: {self.logs('ingest')}")
 
     def start_worker(
-        self, concurrency: int = 2, extra: list[str] | None = None, pool: str = "threads"
+        self,
+        concurrency: int = 2,
+        extra: list[str] | None = None,
+        pool: str = "threads",
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         # The Procfile's worker (threads pool) unless a test asks for another pool.
         args = [
@@ -125,7 +129,7 @@ class FleetProcesses:
             f"--hostname=w{len(self.processes)}-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle",
         ] + (extra or [])  # fmt: skip
-        return self._spawn("worker", args, self.env)
+        return self._spawn("worker", args, {**self.env, **(env or {})})
 
     def logs(self, name: str) -> str:
         texts = []

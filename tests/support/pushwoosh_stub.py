@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -26,6 +28,7 @@ class RecordedRequest:
     received_at: float
     status: int = 0  # what the stub answered
     client_port: int = 0  # tells connections apart (keep-alive reuse)
+    finished_at: float | None = None  # when the reply was written out (or the client left)
 
     @property
     def json(self) -> Any:
@@ -38,9 +41,34 @@ class Reply:
     body: bytes | str | dict[str, Any] = b""
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
+    # Write the reply one byte every trickle_s seconds (headers included): a server that keeps
+    # a request alive without ever tripping a socket read timeout.
+    trickle_s: float = 0.0
 
 
 Handler = Callable[[RecordedRequest], Reply | None]
+
+
+def _client_left(connection: socket.socket, wait_s: float) -> bool:
+    """Wait up to wait_s; True as soon as the client has closed (or cut) its side."""
+    readable, _, _ = select.select([connection], [], [], wait_s)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def _trickle(handler: BaseHTTPRequestHandler, status: int, payload: bytes, every_s: float) -> None:
+    """Write a whole reply, headers included, a byte every `every_s`, until the client leaves."""
+    head = f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(payload)}\r\n\r\n"
+    for byte in head.encode() + payload:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        if _client_left(handler.connection, every_s):
+            return
 
 
 class PushwooshStub:
@@ -138,15 +166,20 @@ class PushwooshStub:
                 if isinstance(payload, str):
                     payload = payload.encode()
                 try:
-                    self.send_response(reply.status)
-                    for key, value in reply.headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    if reply.trickle_s:
+                        _trickle(self, reply.status, payload, reply.trickle_s)
+                    else:
+                        self.send_response(reply.status)
+                        for key, value in reply.headers.items():
+                            self.send_header(key, value)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    self.close_connection = True
+                finally:
+                    recorded.finished_at = time.time()
 
             do_POST = _handle
             do_GET = _handle

@@ -18,6 +18,9 @@ SUMMARY_KEYS = {
     "ingest_p99_ms",
     "lag_p99_ms",
     "worker_rss_mb_backlog",
+    "redis_bytes_per_queued_event",
+    "retained_bytes_per_delivered_event",
+    "history_bytes_per_delivered_event",
 }
 
 

@@ -130,7 +130,7 @@ def test_dlq_list_replay_purge(redis_url: str, key_prefix: str, stub: PushwooshS
     assert "no entry" in again.stderr and "nothing to replay" in again.stdout
     purged = cli("dlq", "purge", "--status", "400", "--yes", **env)
     assert "purged 1 entries" in purged.stdout
-    assert redis.Redis.from_url(redis_url).xlen(runtime.keys.dlq) == 0
+    assert redis.Redis.from_url(redis_url).xlen(runtime.keys.shard(0).dlq) == 0
 
 
 @pytest.mark.integration

@@ -63,7 +63,8 @@ def fleet(
     ios, web = two_stubs
     path = destinations_file(tmp_path, ios.url, web.url)
     env = fleet_env(redis_url, key_prefix, "http://127.0.0.1:9", **env_for(path),
-                    PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2", RETRY_BASE_DELAY_S="0.5")  # fmt: skip
+                    PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2", RETRY_BASE_DELAY_S="0.5",
+                    RETRY_MAX_DELAY_S="2")  # fmt: skip
     for name in ("PUSHWOOSH_API_KEY", "PUSHWOOSH_APPLICATION_CODE", "INGEST_WRITE_KEYS"):
         env.pop(name)
     processes = FleetProcesses(env, tmp_path)
@@ -179,7 +180,7 @@ def test_preview_batching_override_keeps_the_destinations_own_mappings(tmp_path:
         {"name": "ios", "api_key": "k", "application_code": "IOSAP-00001",
          "write_keys": ["w"], "mappings": [
              {"name": "Only orders", "action": "trackEvent", "trigger": 'event = "Order"',
-              "fields": {"name": "iOS order"}}]},
+              "defaults": True, "fields": {"name": "iOS order"}}]},
     ]}))  # fmt: skip
     events = "\n".join(
         json.dumps({"type": "track", "event": "Order", "userId": "u", "messageId": f"m{i}",

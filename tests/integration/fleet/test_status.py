@@ -40,11 +40,13 @@ def test_read_status_gathers_every_number_in_one_look(redis_url: str, key_prefix
     for shard, count in ((0, 2), (1, 5)):
         for _ in range(count):
             client.xadd(keys.stream(shard), {"e": "{}"})
-    client.zadd(keys.retry, {"late": NOW_MS + 60_000, "soon": NOW_MS + 5_000})
-    client.xadd(keys.dlq, {"d": "{}"})
+    client.zadd(keys.shard(0).retry, {"late": NOW_MS + 60_000, "soon": NOW_MS + 5_000})
+    client.xadd(keys.shard(0).dlq, {"d": "{}"})
     minute = int(NOW_S // 60)
-    client.set(f"{keys.base}:delivered:{minute}", 40)
-    client.set(f"{keys.base}:delivered:{minute - 1}", 250)
+    for shard, (now, before) in ((0, (30, 200)), (1, (10, 50))):
+        shard_keys = keys.shard(shard)
+        client.hset(shard_keys.minutes(minute // 60), f"{minute}:delivered", now)
+        client.hset(shard_keys.minutes((minute - 1) // 60), f"{minute - 1}:delivered", before)
     client.hset(
         keys.circuit,
         mapping={
@@ -55,7 +57,7 @@ def test_read_status_gathers_every_number_in_one_look(redis_url: str, key_prefix
         },
     )
     client.hset(
-        f"{keys.base}:last-error",
+        keys.last_error,
         mapping={"t": NOW_MS - 2000, "path": "post-events", "status": "503", "reply": "busy",
                  "outcome": "retry"},
     )  # fmt: skip
@@ -78,6 +80,21 @@ def test_read_status_gathers_every_number_in_one_look(redis_url: str, key_prefix
     assert "BACKING OFF until 12:05:30 UTC (in 30 s), 3 failures in a row" in text
     assert "last error    12:04:58 UTC (2 s ago): post-events HTTP 503 -> retry: busy" in text
     json.dumps(status.as_dict())  # --json output is plain JSON
+
+
+def test_status_reads_garbage_in_redis_without_crashing(redis_url: str, key_prefix: str) -> None:
+    # A reply can put anything in the back-off record (Retry-After: 1e13 once did): status
+    # still prints.
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    settings = load_settings({"REDIS_KEY_PREFIX": key_prefix})
+    keys = RedisKeys(key_prefix, "default")
+    client.hset(keys.circuit, mapping={"open_until_ms": "1e13", "failures": "x"})
+    client.hset(keys.last_error, mapping={"t": str(10**30), "status": "503"})
+    status = read_status(
+        client, settings, destination="default", list_workers=lambda: [], now_s=NOW_S
+    )
+    text = format_status(status)
+    assert "pushwoosh     sending" in text and "last error" in text
 
 
 def test_status_command_lists_the_live_worker(

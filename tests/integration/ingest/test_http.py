@@ -483,7 +483,7 @@ def one_route(settings: Settings, publisher: Publisher) -> Router:
 
 
 class _BrokenPublisher(Publisher):
-    def publish(self, events: list[dict[str, Any]], route: str) -> Any:
+    def publish(self, events: list[dict[str, Any]], route: str, sender: str) -> Any:
         raise RuntimeError("boom")
 
 

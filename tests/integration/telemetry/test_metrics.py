@@ -133,8 +133,8 @@ def test_live_gauges_read_queue_retry_and_dead_letters(
     for _ in range(3):
         client.xadd(keys.stream(1), {"e": "{}"})
     client.xadd(keys.stream(0), {"e": "{}"})
-    client.zadd(keys.retry, {"a": 1, "b": 2})
-    client.xadd(keys.dlq, {"d": "{}"})
+    client.zadd(keys.shard(0).retry, {"a": 1, "b": 2})
+    client.xadd(keys.shard(0).dlq, {"d": "{}"})
     text = render(client, [Target(keys, 2)])[0].decode()
     assert value(text, "pushwoosh_fleet_queue_depth", shard="0") == 1
     assert value(text, "pushwoosh_fleet_queue_depth", shard="1") == 3

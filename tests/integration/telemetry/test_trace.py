@@ -13,7 +13,7 @@ import pytest
 import redis
 import requests
 
-from config.redis_keys import RedisKeys, trace_bucket
+from config.redis_keys import RedisKeys, trace_bucket, trace_bucket_bytes
 from config.settings import load_settings
 from telemetry import trace
 from telemetry.metrics import Recorder, Target, render
@@ -25,6 +25,7 @@ from telemetry.trace import (
     attach_trace,
     hour_of,
     lookup,
+    make_record,
 )
 from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub, RecordedRequest, Reply
@@ -120,18 +121,30 @@ def test_records_append_in_order_and_the_bucket_expires_after_the_window(
     assert 7200 < ttl <= 7200 + HOUR_S
 
 
-def test_over_the_hour_cap_new_messages_are_dropped_and_counted(
+FIELD_COST = 64  # what store/lua/trace_append.lua counts for a message's hash field
+
+
+def cost(message_id: str, *lines: str) -> int:
+    return len(message_id) + FIELD_COST + sum(len(line) for line in lines)
+
+
+def test_over_the_hours_budget_new_records_are_dropped_and_counted(
     client: redis.Redis, key_prefix: str
 ) -> None:
-    # Given a cap of two messages per hour
-    recorder, buffer = traced(key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_EVENTS="2")
     now_ms = int(NOW_S * 1000)
+    received = make_record("received", now_ms, route="webhook")
+    mapped = make_record("mapped", now_ms + 1, mappings=[])
+    # Given an hour's budget of exactly two messages and one more record
+    budget = cost("a", received) + cost("b", received) + len(mapped)
+    recorder, buffer = traced(
+        key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_BYTES=str(budget)
+    )
     # When three messages are traced in one hour, and the first gets a second record
     for message_id in ("a", "b", "c"):
-        buffer.add(message_id, "received", now_ms, route="webhook")
+        buffer.add_line(message_id, now_ms, received)
     recorder.flush()
-    buffer.add("a", "mapped", now_ms + 1, mappings=[])
-    buffer.add("d", "received", now_ms + 1, route="webhook")
+    buffer.add_line("a", now_ms + 1, mapped)
+    buffer.add_line("d", now_ms + 1, received)
     recorder.flush()
     recorder.flush()  # writes the trace_dropped count the previous flush learned
     settings = load_settings({"REDIS_KEY_PREFIX": key_prefix, "TRACE_WINDOW_S": "3600"})
@@ -142,25 +155,43 @@ def test_over_the_hour_cap_new_messages_are_dropped_and_counted(
     assert lookup(client, settings, "d", NOW_S) == []
     text = render(client, [Target(RedisKeys(key_prefix, "default"), 1)])[0].decode()
     assert 'pushwoosh_fleet_trace_dropped_total{destination="default"} 2.0' in text
+    name = hour_of(now_ms)
+    assert int(client.get(trace_bucket_bytes(key_prefix, name))) == budget
 
 
-def test_a_large_flush_is_written_in_bounded_scripts_that_keep_the_cap(
+def test_a_large_flush_is_written_in_bounded_scripts_that_keep_the_budget(
     client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given appends of at most three messages per script and a cap of eight messages an hour
+    # Given appends of at most three messages per script and a budget of eight messages an hour
     monkeypatch.setattr(trace, "MESSAGES_PER_APPEND", 3)
-    _recorder, buffer = traced(key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_EVENTS="8")
     now_ms = int(NOW_S * 1000)
+    line = make_record("received", now_ms, route="v1/batch")
+    _recorder, buffer = traced(
+        key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_BYTES=str(8 * cost("m0", line))
+    )
     buffer.add_many([f"m{i}" for i in range(10)], "received", now_ms, route="v1/batch")
     # When the ten messages are written
     pipe = client.pipeline(transaction=False)
     batch = buffer.take()
     calls = buffer.write(pipe, batch)
     replies = pipe.execute()
-    # Then four scripts carried them, and together they kept exactly the cap
+    # Then four scripts carried them, and together they kept exactly the budget
     assert calls == 4 and len(replies) == 4
     assert sum(int(r) for r in replies) == 2
     assert client.hlen(trace_bucket(key_prefix, hour_of(now_ms))) == 8
+
+
+def test_a_first_write_is_held_to_the_per_message_limit_too(
+    client: redis.Redis, key_prefix: str
+) -> None:
+    # A request repeating one messageId thousands of times once wrote all of its records at
+    # once, past every limit, on the message's first write.
+    recorder, buffer = traced(key_prefix, client)
+    now_ms = int(NOW_S * 1000)
+    buffer.add_many(["same"] * 2500, "received", now_ms, route="v1/batch")
+    recorder.flush()
+    stored = client.hget(trace_bucket(key_prefix, hour_of(now_ms)), "same")
+    assert stored is None or len(stored) <= trace.MAX_BYTES_PER_EVENT
 
 
 def test_a_growing_buffer_wakes_the_flusher_before_its_tick(

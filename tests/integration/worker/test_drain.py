@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from config.redis_keys import CONSUMER_GROUP
+from config.redis_keys import CONSUMER_GROUP, shard_of
 from tests.support.drain import enqueue, make_runtime, now_ms, track
 from tests.support.harness import API_KEY
 from tests.support.pushwoosh_stub import RecordedRequest, Reply
@@ -30,7 +30,7 @@ def drain_until_empty(runtime: Runtime, rounds: int = 20) -> None:
     for _ in range(rounds):
         ShardDrainer(runtime, 0, rng=random.Random(3)).run()
         if not runtime.redis.xlen(runtime.keys.stream(0)) and not runtime.redis.zcard(
-            runtime.keys.retry
+            runtime.keys.shard(0).retry
         ):
             return
         time.sleep(0.1)
@@ -112,7 +112,7 @@ def test_401_dead_letters_and_backs_off_hard(redis_url, key_prefix, stub):
     )
     assert [letter.status for letter in letters] == [401]
     circuit = runtime.redis.hgetall(runtime.keys.circuit)
-    parked = runtime.redis.zrange(runtime.keys.retry, 0, -1, withscores=True)
+    parked = runtime.redis.zrange(runtime.keys.shard(0).retry, 0, -1, withscores=True)
     assert len(parked) == 19
     assert min(due for _, due in parked) >= int(circuit["open_until_ms"])
     assert int(circuit["open_until_ms"]) - time.time() * 1000 > 50_000  # a hard pause: ~60 s
@@ -135,10 +135,10 @@ def test_a_dead_owner_leaves_its_events_pending_for_the_next(redis_url, key_pref
 
 def test_only_one_drain_owns_a_shard(redis_url, key_prefix, stub):
     runtime = make_runtime(redis_url, key_prefix, stub)
-    runtime.redis.set(runtime.keys.lease(0), "someone-else", px=5000)
+    runtime.redis.set(runtime.keys.shard(0).lease, "someone-else", px=5000)
     enqueue(runtime, [track(1)])
     report = ShardDrainer(runtime, 0).run()
-    assert report.skipped and stub.snapshot() == []
+    assert report.not_started and stub.snapshot() == []
 
 
 def test_rejected_event_is_dead_lettered_with_the_reason(redis_url, key_prefix, stub):
@@ -190,3 +190,46 @@ def test_drain_threads_share_one_client_safely_and_reuse_connections(redis_url, 
         (t, i) for t in range(4) for i in range(10)
     ]
     assert len({r.client_port for r in got}) <= 4
+
+
+def test_events_without_a_user_id_are_skipped_not_dead_lettered(redis_url, key_prefix, stub):
+    # Anonymous page views are ordinary traffic: counted and traced as skipped, never kept
+    # (personal data and all) in the dead-letter queue.
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    anonymous = {**track(1), "anonymousId": "anon-1"}
+    anonymous.pop("userId")
+    switched_off = {**track(2), "integrations": {"All": False}}
+    enqueue(runtime, [anonymous, switched_off, track(3)])
+    report = ShardDrainer(runtime, 0).run()
+    assert sent_indexes(stub.snapshot()) == [3]
+    assert report.skipped == 2 and report.dead_lettered == 0
+    assert DeadLetterQueue(runtime.redis, runtime.keys, 1).count() == 0
+    stats = runtime.redis.hgetall(runtime.keys.shard(0).stats)
+    assert stats["skipped"] == "2"
+    assert stats["skipped:no_user_id"] == "1" and stats["skipped:integrations"] == "1"
+    assert runtime.redis.xlen(runtime.keys.stream(0)) == 0
+
+
+def test_the_dead_letter_queue_keeps_at_most_its_bound(redis_url, key_prefix, stub):
+    runtime = make_runtime(redis_url, key_prefix, stub, DLQ_MAX_ENTRIES="5")
+    enqueue(runtime, [track(i, timestamp="not a date") for i in range(20)])
+    ShardDrainer(runtime, 0).run()
+    queue = DeadLetterQueue(runtime.redis, runtime.keys, 1)
+    assert queue.count() == 5
+    kept = [letter.message_ids[0] for letter in queue.iter(DeadLetterFilter(), now_ms())]
+    assert kept == [f"m-{i}" for i in range(15, 20)]  # the newest stay
+
+
+def test_replaying_a_dead_letter_with_a_numeric_user_id_on_several_shards(
+    redis_url, key_prefix, stub
+):
+    runtime = make_runtime(redis_url, key_prefix, stub, PUSHWOOSH_SHARDS="3")
+    event = {**track(1, timestamp="not a date"), "userId": 12345}
+    shard = shard_of(event, 3)
+    enqueue(runtime, [event], shard=shard)
+    ShardDrainer(runtime, shard).run()
+    queue = DeadLetterQueue(runtime.redis, runtime.keys, 3)
+    (letter,) = queue.iter(DeadLetterFilter(), now_ms())
+    assert letter.id.startswith(f"{shard}/")
+    assert queue.replay(letter, now_ms()) is True
+    assert runtime.redis.xlen(runtime.keys.stream(shard)) == 1  # back on its own shard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -85,3 +86,35 @@ def test_several_workers_stay_under_the_destination_limit(
         in_window = sum(1 for s in stamps[i:] if s - first <= 2.0)
         assert in_window <= 10 + 10 * 2.0 + 1
     assert stamps[-1] - stamps[0] >= (60 - 10) / 10 - 0.5
+
+
+FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+@pytest.mark.slow
+def test_a_worker_whose_clock_runs_ahead_cannot_stretch_the_limit(
+    redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
+) -> None:
+    if not FAKETIME_LIBRARY.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{FAKETIME_LIBRARY} is required in CI (scripts/ensure-debian-packages.sh)")
+        pytest.skip("libfaketime is not installed (Debian package faketime)")
+    # Given two workers sharing a 10 requests/s limit, one with its clock 5 s ahead
+    env = fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_SHARDS="4",
+                    PUSHWOOSH_MAX_REQUESTS_PER_S="10")  # fmt: skip
+    fleet = FleetProcesses(env, tmp_path)
+    try:
+        url = fleet.start_ingest()
+        fleet.start_worker(concurrency=2)
+        ahead = {"LD_PRELOAD": str(FAKETIME_LIBRARY), "FAKETIME": "+5s"}
+        fleet.start_worker(concurrency=2, env=ahead)
+        # When 80 events arrive at once, one request each
+        post_batches(url, tracks(80))
+        got = stub.wait_for(lambda got: len(got) >= 80, timeout_s=90)
+    finally:
+        fleet.stop_all()
+    # Then the combined rate stayed under the limit: a burst of 10, then 10 per second
+    stamps = sorted(r.received_at for r in got)
+    for i, first in enumerate(stamps):
+        in_window = sum(1 for s in stamps[i:] if s - first <= 2.0)
+        assert in_window <= 10 + 10 * 2.0 + 1

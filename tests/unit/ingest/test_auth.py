@@ -43,6 +43,20 @@ def check(
     raw: bytes | None = None,
     config: auth.AuthConfig = CONFIG,
 ) -> str:
+    """The method that authenticated the request."""
+    return credential(
+        authorization=authorization, signature=signature, body=body, raw=raw, config=config
+    ).method
+
+
+def credential(
+    *,
+    authorization: str | None = None,
+    signature: str | None = None,
+    body: object = EVENT,
+    raw: bytes | None = None,
+    config: auth.AuthConfig = CONFIG,
+) -> auth.Credential:
     raw_body = json.dumps(body).encode() if raw is None else raw
     return auth.authenticate(
         config, authorization=authorization, signature=signature, raw_body=raw_body, body=body
@@ -241,3 +255,18 @@ def test_every_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(Unauthorized):
         check(body={**EVENT, "writeKey": "nope"})
     assert calls == [(b"wk-one", b"nope"), (b"wk-two", b"nope")]
+
+
+def test_each_credential_is_its_own_sender_named_without_its_key() -> None:
+    # Repeats of a messageId are recognised per sender: one write key's ids never suppress
+    # another's events. The sender's name is a digest, never the key.
+    one_in_body = credential(body={**EVENT, "writeKey": "wk-one"}).sender
+    one_in_header = credential(authorization="Bearer wk-one").sender
+    two = credential(authorization=basic("wk-two:")).sender
+    admin = credential(authorization="Bearer admin-one").sender
+    raw = json.dumps(EVENT).encode()
+    signed = credential(raw=raw, signature=auth.sign(SECRET, raw)).sender
+    assert one_in_body == one_in_header
+    assert len({one_in_body, two, admin, signed}) == 4
+    for name in (one_in_body, two, admin, signed):
+        assert "wk-" not in name and "admin-one" not in name and "shared-secret" not in name

@@ -39,7 +39,7 @@ class RecordingPublisher(Publisher):
         self.stored: list[tuple[str, list[dict[str, Any]]]] = []
         self.fail: Exception | None = None
 
-    def publish(self, events: list[dict[str, Any]], route: str) -> PublishResult:
+    def publish(self, events: list[dict[str, Any]], route: str, sender: str) -> PublishResult:
         if self.fail is not None:
             raise self.fail
         self.stored.append((route, events))

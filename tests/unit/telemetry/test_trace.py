@@ -10,7 +10,7 @@ import pytest
 from config.settings import load_settings
 from telemetry.trace import (
     describe,
-    per_hour_cap,
+    per_hour_budget,
 )
 from tests.support.pushwoosh_stub import RecordedRequest, Reply
 
@@ -38,12 +38,13 @@ class FlakyPushwoosh:
 
 
 @pytest.mark.parametrize(
-    ("window_s", "max_events", "cap"),
-    [(86400, 1_000_000, 41667), (3600, 10, 10), (7200, 10, 5), (5400, 3, 2), (60, 5, 5)],
-)
-def test_the_cap_spreads_max_events_over_the_window_hours(window_s, max_events, cap) -> None:
-    settings = load_settings({"TRACE_WINDOW_S": str(window_s), "TRACE_MAX_EVENTS": str(max_events)})
-    assert per_hour_cap(settings) == cap
+    ("window_s", "max_bytes", "budget"),
+    [(86400, 256 * 2**20, 11184810), (3600, 10_000, 10_000), (7200, 10_000, 5000),
+     (5400, 3, 1), (60, 5000, 5000)],
+)  # fmt: skip
+def test_the_budget_spreads_max_bytes_over_the_window_hours(window_s, max_bytes, budget) -> None:
+    settings = load_settings({"TRACE_WINDOW_S": str(window_s), "TRACE_MAX_BYTES": str(max_bytes)})
+    assert per_hour_budget(settings) == budget
 
 
 @pytest.mark.parametrize(

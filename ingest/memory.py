@@ -1,0 +1,62 @@
+"""Leave Redis room to deliver: refuse new events while its memory is nearly full.
+
+At `maxmemory` Redis refuses every write, the lease and the settle of a drain included, so a
+full Redis would stop delivery, and delivery is what frees memory. Ingest therefore answers 503
+with Retry-After once used memory passes (1 - REDIS_MEMORY_HEADROOM) of `maxmemory`, well
+before Redis itself refuses.
+
+Each process reads Redis' memory at most every CHECK_INTERVAL_S, and in between adds what it
+stores to that reading (a request's size is a good estimate of what it adds); as soon as the
+estimate nears the threshold it reads again. So a fast sender cannot overshoot between checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from ingest.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S: Final = 0.5
+
+
+class MemoryGuard:
+    def __init__(
+        self, client: Any, headroom: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._client = client
+        self._headroom = headroom
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked_at = -CHECK_INTERVAL_S
+        self._estimate = 0
+        self._threshold = 0  # 0: no maxmemory (or no headroom asked for): never refuse
+
+    def check(self, incoming_bytes: int) -> None:
+        """Raise StoreUnavailable when storing `incoming_bytes` would pass the threshold."""
+        with self._lock:
+            now = self._clock()
+            near = self._threshold and self._estimate + incoming_bytes > self._threshold
+            if near or now - self._checked_at >= CHECK_INTERVAL_S:
+                self._read(now)
+            if self._threshold and self._estimate + incoming_bytes > self._threshold:
+                logger.warning(
+                    "Redis memory near its maxmemory (%d of %d bytes allowed): refusing new "
+                    "events until delivery frees some",
+                    self._estimate,
+                    self._threshold,
+                )
+                raise StoreUnavailable("the event store is nearly full; retry later")
+            self._estimate += incoming_bytes
+
+    def _read(self, now: float) -> None:
+        info = self._client.info("memory")
+        limit = int(info.get("maxmemory") or 0)
+        self._threshold = int(limit * (1 - self._headroom)) if limit and self._headroom else 0
+        self._estimate = int(info.get("used_memory") or 0)
+        self._checked_at = now
