@@ -292,54 +292,70 @@ def _js_text(value: str | float | bool) -> str:
     return js_string(value)
 
 
-def _segment_parse(tokens: list[Token]) -> Condition | None:  # noqa: C901
-    nodes: list[Condition | None] = []
-    operator = "and"
-    queue = list(tokens)
+def _segment_parse(tokens: list[Token]) -> Condition | None:
+    return _SegmentParser(tokens).parse()
 
-    def shift() -> Token | None:
-        return queue.pop(0) if queue else None
 
-    token = shift()
-    while token is not None and token.kind != "eos":
-        if token.kind == "ident":
-            root = token.value.split(".")[0]
-            if root in _EVENT_FIELDS or root in _FIELD_ROOTS or root in _INHERITED:
-                operator_token = shift()
-                if operator_token is None:
-                    raise _ParseError("Operator token is missing")
-                value_token = shift()
-                if value_token is None:
-                    raise _ParseError("Value token is missing")
-                if root not in _INHERITED:
-                    nodes.append(_condition(root, token.value, operator_token, value_token))
-            if token.value in ("contains", "match"):
-                _parse_call(token.value, nodes, shift, negate=False)
-        if (
-            token.kind == "operator"
-            and token.value == "!"
-            and queue
-            and queue[0].kind == "ident"
-            and queue[0].value in ("contains", "match")
-        ):
-            name = queue.pop(0).value
-            _parse_call(name, nodes, shift, negate=True)
-        if token.kind == "paren" and token.value == "(":
-            group: list[Token] = []
-            inner = shift()
-            while inner is None or not (inner.kind == "paren" and inner.value == ")"):
-                if inner is None:
-                    raise _ParseError("Cannot read properties of undefined (reading 'type')")
-                group.append(inner)
-                inner = shift()
-            group.append(Token("eos", "eos", inner.pos, inner.pos))
-            nodes.append(_segment_parse(group))
-        if token.kind == "conditional":
-            operator = token.value
-        token = shift()
-    if len(nodes) > 1:
-        return ("group", operator, tuple(nodes))
-    return nodes[0] if nodes else None
+class _SegmentParser:
+    """parse-fql's loop: each token read in turn, most kinds of token skipped without a word."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.queue = list(tokens)
+        self.nodes: list[Condition | None] = []
+        self.operator = "and"  # the last "and"/"or" read decides the whole level
+
+    def shift(self) -> Token | None:
+        return self.queue.pop(0) if self.queue else None
+
+    def parse(self) -> Condition | None:
+        token = self.shift()
+        while token is not None and token.kind != "eos":
+            if token.kind == "ident":
+                self.ident(token)
+            elif token.kind == "operator" and token.value == "!":
+                self.negated_call()
+            elif token.kind == "paren" and token.value == "(":
+                self.group()
+            elif token.kind == "conditional":
+                self.operator = token.value
+            token = self.shift()
+        if len(self.nodes) > 1:
+            return ("group", self.operator, tuple(self.nodes))
+        return self.nodes[0] if self.nodes else None
+
+    def ident(self, token: Token) -> None:
+        """A condition on a known root, or a call; any other word is skipped."""
+        root = token.value.split(".")[0]
+        if root in _EVENT_FIELDS or root in _FIELD_ROOTS or root in _INHERITED:
+            operator_token = self.shift()
+            if operator_token is None:
+                raise _ParseError("Operator token is missing")
+            value_token = self.shift()
+            if value_token is None:
+                raise _ParseError("Value token is missing")
+            if root not in _INHERITED:
+                self.nodes.append(_condition(root, token.value, operator_token, value_token))
+        elif token.value in ("contains", "match"):
+            _parse_call(token.value, self.nodes, self.shift, negate=False)
+
+    def negated_call(self) -> None:
+        """A "!" counts only right before contains or match; elsewhere it is skipped."""
+        following = self.queue[0] if self.queue else None
+        if following and following.kind == "ident" and following.value in ("contains", "match"):
+            self.queue.pop(0)
+            _parse_call(following.value, self.nodes, self.shift, negate=True)
+
+    def group(self) -> None:
+        """Everything up to the first ")", read as a trigger of its own."""
+        group: list[Token] = []
+        inner = self.shift()
+        while inner is None or not (inner.kind == "paren" and inner.value == ")"):
+            if inner is None:
+                raise _ParseError("Cannot read properties of undefined (reading 'type')")
+            group.append(inner)
+            inner = self.shift()
+        group.append(Token("eos", "eos", inner.pos, inner.pos))
+        self.nodes.append(_segment_parse(group))
 
 
 def _condition(root: str, path: str, op_token: Token, value_token: Token) -> Condition:
