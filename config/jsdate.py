@@ -104,45 +104,57 @@ class _Scanner:
     def char(self) -> str:
         return self.text[self.index] if self.index < len(self.text) else ""
 
-    def scan(self) -> _Token:  # noqa: C901
+    def scan(self) -> _Token:
         char = self.char()
         if char == "":
             return _Token("end")
         if "0" <= char <= "9":
-            start, value, count = self.index, 0, 0
-            while "0" <= self.char() <= "9" and self.char() != "":
-                if count < _MAX_SIGNIFICANT_DIGITS:
-                    value = value * 10 + int(self.char())
-                count += 1
-                self.index += 1
-            return _Token("number", value, self.index - start)
+            return self.scan_number()
         if char in ":-+.)":
             self.index += 1
             return _Token("symbol", char, 1)
         if char >= "A":
-            start = self.index
-            word = []
-            while self.char() != "" and self.char() >= "A":
-                word.append(chr(ord(self.char()) | 0x20) if self.char() < "\x80" else self.char())
-                self.index += 1
-            return _Token("word", "".join(word)[:3], self.index - start)
+            return self.scan_word()
         if char in JS_WHITESPACE:
             self.index += 1
             return _Token("space", 0, 1)
         if char == "(":
-            balance = 0
-            while True:
-                current = self.char()
-                if current == ")":
-                    balance -= 1
-                elif current == "(":
-                    balance += 1
-                self.index += 1
-                if not (balance > 0 and self.index < len(self.text)):
-                    break
-            return _Token("unknown")
-        self.index += 1
+            self.skip_parenthesized()
+        else:
+            self.index += 1
         return _Token("unknown")
+
+    def scan_number(self) -> _Token:
+        """Digits, their value kept to the first _MAX_SIGNIFICANT_DIGITS, their count as length."""
+        start, value, count = self.index, 0, 0
+        while "0" <= self.char() <= "9" and self.char() != "":
+            if count < _MAX_SIGNIFICANT_DIGITS:
+                value = value * 10 + int(self.char())
+            count += 1
+            self.index += 1
+        return _Token("number", value, self.index - start)
+
+    def scan_word(self) -> _Token:
+        """A run of characters from "A" on; ASCII ones lowercased as V8 does it (| 0x20)."""
+        start = self.index
+        word = []
+        while self.char() != "" and self.char() >= "A":
+            word.append(chr(ord(self.char()) | 0x20) if self.char() < "\x80" else self.char())
+            self.index += 1
+        return _Token("word", "".join(word)[:3], self.index - start)
+
+    def skip_parenthesized(self) -> None:
+        """A comment in parentheses, nested ones included, up to its ")" or the end."""
+        balance = 0
+        while True:
+            current = self.char()
+            if current == ")":
+                balance -= 1
+            elif current == "(":
+                balance += 1
+            self.index += 1
+            if not (balance > 0 and self.index < len(self.text)):
+                break
 
     def next(self) -> _Token:
         token = self.next_token
