@@ -170,6 +170,11 @@ class _Scanner:
             return True
         return False
 
+    def peek_number(self, length: int, low: int, high: int) -> bool:
+        """Whether the next token is a number of `length` digits from low to high."""
+        token = self.next_token
+        return token.is_number(length) and low <= int(token.value) <= high
+
 
 def _milliseconds(token: _Token) -> int:
     number, length = int(token.value), int(token.length)
@@ -288,85 +293,104 @@ class _Zone:
         return -total if self.sign < 0 else total
 
 
-def _parse_es5(scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> _Token:  # noqa: C901
-    if scanner.peek().is_sign():
-        sign_token = scanner.next()
-        if not scanner.peek().is_number(6):
-            return sign_token
-        sign = 1 if sign_token.value == "+" else -1
-        year = int(scanner.next().value)
-        if sign < 0 and year == 0:
-            return sign_token
-        day.add(sign * year)
-    elif scanner.peek().is_number(4):
-        day.add(int(scanner.next().value))
-    else:
-        return scanner.next()
-    if scanner.skip_symbol("-"):
-        if not scanner.peek().is_number(2) or not 1 <= int(scanner.peek().value) <= 12:
-            return scanner.next()
-        day.add(int(scanner.next().value))
-        if scanner.skip_symbol("-"):
-            if not scanner.peek().is_number(2) or not 1 <= int(scanner.peek().value) <= 31:
-                return scanner.next()
-            day.add(int(scanner.next().value))
+def _parse_es5(scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> _Token:
+    """V8's ES5 (ISO 8601) reading: "end" when the whole text is read, "invalid" when it can be no
+    date, otherwise the token the legacy parser goes on from (with what was read kept)."""
+    stop = _es5_date(scanner, day)
+    if stop is not None:
+        return stop
     peek = scanner.peek()
-    if not (peek.kind == "word" and peek.word_kind()[0] == "t"):
-        if peek.kind != "end":
-            return scanner.next()
-    else:
+    if peek.kind == "word" and peek.word_kind()[0] == "t":
         scanner.next()
-        if not scanner.peek().is_number(2) or not 0 <= int(scanner.peek().value) <= 24:
+        if not (_es5_time(scanner, time) and _es5_zone(scanner, zone)):
             return _Token("invalid")
-        hour_is_24 = scanner.peek().value == 24
-        time.add(int(scanner.next().value))
-        if not scanner.skip_symbol(":"):
-            return _Token("invalid")
-        if (
-            not scanner.peek().is_number(2)
-            or not 0 <= int(scanner.peek().value) <= 59
-            or (hour_is_24 and int(scanner.peek().value) > 0)
-        ):
-            return _Token("invalid")
-        time.add(int(scanner.next().value))
-        if scanner.skip_symbol(":"):
-            if (
-                not scanner.peek().is_number(2)
-                or not 0 <= int(scanner.peek().value) <= 59
-                or (hour_is_24 and int(scanner.peek().value) > 0)
-            ):
-                return _Token("invalid")
-            time.add(int(scanner.next().value))
-            if scanner.skip_symbol("."):
-                if not scanner.peek().is_number() or (hour_is_24 and int(scanner.peek().value) > 0):
-                    return _Token("invalid")
-                time.add(_milliseconds(scanner.next()))
-        if scanner.peek().is_z():
-            scanner.next()
-            zone.set(0)
-        elif scanner.peek().is_sign():
-            zone.sign = 1 if scanner.next().value == "+" else -1
-            if scanner.peek().is_number(4):
-                hour_minute = int(scanner.next().value)
-                hour, minute = divmod(hour_minute, 100)
-                if not (0 <= hour <= 23 and 0 <= minute <= 59):
-                    return _Token("invalid")
-                zone.hour, zone.minute = hour, minute
-            else:
-                if not scanner.peek().is_number(2) or not 0 <= int(scanner.peek().value) <= 23:
-                    return _Token("invalid")
-                zone.hour = int(scanner.next().value)
-                if not scanner.skip_symbol(":"):
-                    return _Token("invalid")
-                if not scanner.peek().is_number(2) or not 0 <= int(scanner.peek().value) <= 59:
-                    return _Token("invalid")
-                zone.minute = int(scanner.next().value)
         if scanner.peek().kind != "end":
             return _Token("invalid")
+    elif peek.kind != "end":
+        return scanner.next()
     if zone.hour is None and time.empty():
         zone.set(0)
     day.iso = True
     return _Token("end")
+
+
+def _es5_date(scanner: _Scanner, day: _Day) -> _Token | None:
+    """YYYY or +-YYYYYY, then -MM and -DD if there; None when read, else the token to go on from."""
+    stop = _es5_year(scanner, day)
+    if stop is not None or not scanner.skip_symbol("-"):
+        return stop
+    if not scanner.peek_number(2, 1, 12):
+        return scanner.next()
+    day.add(int(scanner.next().value))
+    if not scanner.skip_symbol("-"):
+        return None
+    if not scanner.peek_number(2, 1, 31):
+        return scanner.next()
+    day.add(int(scanner.next().value))
+    return None
+
+
+def _es5_year(scanner: _Scanner, day: _Day) -> _Token | None:
+    if scanner.peek().is_number(4):
+        day.add(int(scanner.next().value))
+        return None
+    if not scanner.peek().is_sign():
+        return scanner.next()
+    sign_token = scanner.next()
+    if not scanner.peek().is_number(6):
+        return sign_token
+    year = int(scanner.next().value)
+    if sign_token.value == "-" and year == 0:
+        return sign_token  # -000000 is no year
+    day.add(year if sign_token.value == "+" else -year)
+    return None
+
+
+def _es5_time(scanner: _Scanner, time: _Time) -> bool:
+    """hh:mm[:ss[.sss]] after the "T"; False when it is not valid."""
+    if not scanner.peek_number(2, 0, 24):
+        return False
+    hour_is_24 = scanner.peek().value == 24
+    most = 0 if hour_is_24 else 59  # 24:00:00.000 is the only time in hour 24
+    time.add(int(scanner.next().value))
+    if not (scanner.skip_symbol(":") and scanner.peek_number(2, 0, most)):
+        return False
+    time.add(int(scanner.next().value))
+    if not scanner.skip_symbol(":"):
+        return True
+    if not scanner.peek_number(2, 0, most):
+        return False
+    time.add(int(scanner.next().value))
+    if not scanner.skip_symbol("."):
+        return True
+    if not scanner.peek().is_number() or (hour_is_24 and int(scanner.peek().value) > 0):
+        return False
+    time.add(_milliseconds(scanner.next()))
+    return True
+
+
+def _es5_zone(scanner: _Scanner, zone: _Zone) -> bool:
+    """Z, +-hh:mm or +-hhmm after the time, if there; False when it is not valid."""
+    if scanner.peek().is_z():
+        scanner.next()
+        zone.set(0)
+        return True
+    if not scanner.peek().is_sign():
+        return True
+    zone.sign = 1 if scanner.next().value == "+" else -1
+    if scanner.peek().is_number(4):
+        hour, minute = divmod(int(scanner.next().value), 100)
+        if not (hour <= 23 and minute <= 59):
+            return False
+        zone.hour, zone.minute = hour, minute
+        return True
+    if not scanner.peek_number(2, 0, 23):
+        return False
+    zone.hour = int(scanner.next().value)
+    if not (scanner.skip_symbol(":") and scanner.peek_number(2, 0, 59)):
+        return False
+    zone.minute = int(scanner.next().value)
+    return True
 
 
 def parse_js_date(text: str) -> float:  # noqa: C901
