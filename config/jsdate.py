@@ -393,77 +393,117 @@ def _es5_zone(scanner: _Scanner, zone: _Zone) -> bool:
     return True
 
 
-def parse_js_date(text: str) -> float:  # noqa: C901
+def parse_js_date(text: str) -> float:
     """`Date.parse(text)` in Node with TZ=UTC: milliseconds since 1970, or NaN."""
     scanner = _Scanner(text)
     day, time, zone = _Day(), _Time(), _Zone()
     token = _parse_es5(scanner, day, time, zone)
-    if token.kind == "invalid":
+    if token.kind == "invalid" or not _LegacyParser(scanner, day, time, zone).parse(token):
         return math.nan
-    has_read_number = bool(day.parts)
-    while token.kind != "end":
+    return _time_value(day, time, zone)
+
+
+class _LegacyParser:
+    """V8's legacy reading, from where the ES5 one stopped: each token adds to the date, the
+    time or the zone; any that cannot makes the whole text no date."""
+
+    def __init__(self, scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> None:
+        self.scanner = scanner
+        self.day = day
+        self.time = time
+        self.zone = zone
+        self.has_read_number = bool(day.parts)
+
+    def parse(self, token: _Token) -> bool:
+        """False when the text is no date."""
+        while token.kind != "end":
+            if not self.read(token):
+                return False
+            token = self.scanner.next()
+        return True
+
+    def read(self, token: _Token) -> bool:
         if token.kind == "number":
-            has_read_number = True
-            n = int(token.value)
-            if scanner.skip_symbol(":"):
-                if scanner.skip_symbol(":"):
-                    if not time.empty():
-                        return math.nan
-                    time.add(n)
-                    time.add(0)
-                else:
-                    if not time.add(n):
-                        return math.nan
-                    if scanner.peek().is_symbol("."):
-                        scanner.next()
-            elif scanner.skip_symbol(".") and time.expecting(n):  # V8 eats the "." either way
-                time.add(n)
-                if not scanner.peek().is_number():
-                    return math.nan
-                time.add_final(_milliseconds(scanner.next()))
-            elif zone.expecting(n):
-                zone.minute = n
-            elif time.expecting(n):
-                time.add_final(n)
-                peek = scanner.peek()
-                if peek.kind not in ("end", "space") and not peek.is_z() and not peek.is_sign():
-                    return math.nan
-            else:
-                if not day.add(n):
-                    return math.nan
-                scanner.skip_symbol("-")
-        elif token.kind == "word":
-            kind, value = token.word_kind()
-            if kind == "ampm" and not time.empty():
-                time.hour_offset = value
-            elif kind == "month":
-                day.named_month = value
-                scanner.skip_symbol("-")
-            elif kind == "zone" and has_read_number:
-                zone.set(value)
-            else:
-                if has_read_number:
-                    return math.nan
-                if scanner.peek().is_number():
-                    return math.nan
-        elif token.is_sign() and (zone.is_utc() or not time.empty()):
-            zone.sign = 1 if token.value == "+" else -1
-            n, length = 0, 0
-            if scanner.peek().is_number():
-                number = scanner.next()
-                n, length = int(number.value), number.length
-            has_read_number = True
-            if scanner.peek().is_symbol(":"):
-                zone.hour, zone.minute = n, None
-            elif length in (1, 2):
-                zone.hour, zone.minute = n, 0
-            elif length in (3, 4):
-                zone.hour, zone.minute = n // 100, n % 100
-            else:
-                return math.nan
-        elif (token.is_sign() or token.is_symbol(")")) and has_read_number:
-            return math.nan
-        token = scanner.next()
+            self.has_read_number = True
+            return self.number(int(token.value))
+        if token.kind == "word":
+            return self.word(token)
+        if token.is_sign() and (self.zone.is_utc() or not self.time.empty()):
+            self.has_read_number = True
+            return self.offset(token)
+        # A sign or a ")" after a number is no date; other tokens (spaces, ",", ...) are skipped.
+        return not ((token.is_sign() or token.is_symbol(")")) and self.has_read_number)
+
+    def number(self, n: int) -> bool:
+        scanner, time = self.scanner, self.time
+        if scanner.skip_symbol(":"):
+            return self.hour_or_minute(n)
+        if scanner.skip_symbol(".") and time.expecting(n):  # V8 eats the "." either way
+            time.add(n)
+            if not scanner.peek().is_number():
+                return False
+            time.add_final(_milliseconds(scanner.next()))
+            return True
+        if self.zone.expecting(n):
+            self.zone.minute = n
+            return True
+        if time.expecting(n):
+            time.add_final(n)
+            peek = scanner.peek()
+            return peek.kind in ("end", "space") or peek.is_z() or peek.is_sign()
+        if not self.day.add(n):
+            return False
+        scanner.skip_symbol("-")
+        return True
+
+    def hour_or_minute(self, n: int) -> bool:
+        """A number followed by ":"; "n::" is an hour alone."""
+        if self.scanner.skip_symbol(":"):
+            if not self.time.empty():
+                return False
+            self.time.add(n)
+            self.time.add(0)
+            return True
+        if not self.time.add(n):
+            return False
+        if self.scanner.peek().is_symbol("."):
+            self.scanner.next()
+        return True
+
+    def word(self, token: _Token) -> bool:
+        kind, value = token.word_kind()
+        if kind == "ampm" and not self.time.empty():
+            self.time.hour_offset = value
+        elif kind == "month":
+            self.day.named_month = value
+            self.scanner.skip_symbol("-")
+        elif kind == "zone" and self.has_read_number:
+            self.zone.set(value)
+        elif self.has_read_number or self.scanner.peek().is_number():
+            return False  # other words only before the numbers, and not right before one
+        return True
+
+    def offset(self, sign: _Token) -> bool:
+        """A zone offset after "UTC"/"GMT" or a time: +h, +hh, +hmm, +hhmm or +hh:mm."""
+        zone = self.zone
+        zone.sign = 1 if sign.value == "+" else -1
+        n, length = 0, 0
+        if self.scanner.peek().is_number():
+            number = self.scanner.next()
+            n, length = int(number.value), number.length
+        if self.scanner.peek().is_symbol(":"):
+            zone.hour, zone.minute = n, None
+        elif length in (1, 2):
+            zone.hour, zone.minute = n, 0
+        elif length in (3, 4):
+            zone.hour, zone.minute = n // 100, n % 100
+        else:
+            return False
+        return True
+
+
+def _time_value(day: _Day, time: _Time, zone: _Zone) -> float:
+    """The instant the parts read make, or NaN where one of them is out of range."""
     date = day.write()
     clock = time.write()
     offset = zone.write()
