@@ -324,7 +324,9 @@ class _SegmentParser:
         return self.nodes[0] if self.nodes else None
 
     def ident(self, token: Token) -> None:
-        """A condition on a known root, or a call; any other word is skipped."""
+        """A condition on a known root, or a call; any other word is skipped. A name every
+        JavaScript object inherits (constructor, ...) takes its operator and value along but
+        makes no condition."""
         root = token.value.split(".")[0]
         if root in _EVENT_FIELDS or root in _FIELD_ROOTS or root in _INHERITED:
             operator_token = self.shift()
