@@ -292,54 +292,72 @@ def _js_text(value: str | float | bool) -> str:
     return js_string(value)
 
 
-def _segment_parse(tokens: list[Token]) -> Condition | None:  # noqa: C901
-    nodes: list[Condition | None] = []
-    operator = "and"
-    queue = list(tokens)
+def _segment_parse(tokens: list[Token]) -> Condition | None:
+    return _SegmentParser(tokens).parse()
 
-    def shift() -> Token | None:
-        return queue.pop(0) if queue else None
 
-    token = shift()
-    while token is not None and token.kind != "eos":
-        if token.kind == "ident":
-            root = token.value.split(".")[0]
-            if root in _EVENT_FIELDS or root in _FIELD_ROOTS or root in _INHERITED:
-                operator_token = shift()
-                if operator_token is None:
-                    raise _ParseError("Operator token is missing")
-                value_token = shift()
-                if value_token is None:
-                    raise _ParseError("Value token is missing")
-                if root not in _INHERITED:
-                    nodes.append(_condition(root, token.value, operator_token, value_token))
-            if token.value in ("contains", "match"):
-                _parse_call(token.value, nodes, shift, negate=False)
-        if (
-            token.kind == "operator"
-            and token.value == "!"
-            and queue
-            and queue[0].kind == "ident"
-            and queue[0].value in ("contains", "match")
-        ):
-            name = queue.pop(0).value
-            _parse_call(name, nodes, shift, negate=True)
-        if token.kind == "paren" and token.value == "(":
-            group: list[Token] = []
-            inner = shift()
-            while inner is None or not (inner.kind == "paren" and inner.value == ")"):
-                if inner is None:
-                    raise _ParseError("Cannot read properties of undefined (reading 'type')")
-                group.append(inner)
-                inner = shift()
-            group.append(Token("eos", "eos", inner.pos, inner.pos))
-            nodes.append(_segment_parse(group))
-        if token.kind == "conditional":
-            operator = token.value
-        token = shift()
-    if len(nodes) > 1:
-        return ("group", operator, tuple(nodes))
-    return nodes[0] if nodes else None
+class _SegmentParser:
+    """parse-fql's loop: each token read in turn, most kinds of token skipped without a word."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.queue = list(tokens)
+        self.nodes: list[Condition | None] = []
+        self.operator = "and"  # the last "and"/"or" read decides the whole level
+
+    def shift(self) -> Token | None:
+        return self.queue.pop(0) if self.queue else None
+
+    def parse(self) -> Condition | None:
+        token = self.shift()
+        while token is not None and token.kind != "eos":
+            if token.kind == "ident":
+                self.ident(token)
+            elif token.kind == "operator" and token.value == "!":
+                self.negated_call()
+            elif token.kind == "paren" and token.value == "(":
+                self.group()
+            elif token.kind == "conditional":
+                self.operator = token.value
+            token = self.shift()
+        if len(self.nodes) > 1:
+            return ("group", self.operator, tuple(self.nodes))
+        return self.nodes[0] if self.nodes else None
+
+    def ident(self, token: Token) -> None:
+        """A condition on a known root, or a call; any other word is skipped. A name every
+        JavaScript object inherits (constructor, ...) takes its operator and value along but
+        makes no condition."""
+        root = token.value.split(".")[0]
+        if root in _EVENT_FIELDS or root in _FIELD_ROOTS or root in _INHERITED:
+            operator_token = self.shift()
+            if operator_token is None:
+                raise _ParseError("Operator token is missing")
+            value_token = self.shift()
+            if value_token is None:
+                raise _ParseError("Value token is missing")
+            if root not in _INHERITED:
+                self.nodes.append(_condition(root, token.value, operator_token, value_token))
+        elif token.value in ("contains", "match"):
+            _parse_call(token.value, self.nodes, self.shift, negate=False)
+
+    def negated_call(self) -> None:
+        """A "!" counts only right before contains or match; elsewhere it is skipped."""
+        following = self.queue[0] if self.queue else None
+        if following and following.kind == "ident" and following.value in ("contains", "match"):
+            self.queue.pop(0)
+            _parse_call(following.value, self.nodes, self.shift, negate=True)
+
+    def group(self) -> None:
+        """Everything up to the first ")", read as a trigger of its own."""
+        group: list[Token] = []
+        inner = self.shift()
+        while inner is None or not (inner.kind == "paren" and inner.value == ")"):
+            if inner is None:
+                raise _ParseError("Cannot read properties of undefined (reading 'type')")
+            group.append(inner)
+            inner = self.shift()
+        group.append(Token("eos", "eos", inner.pos, inner.pos))
+        self.nodes.append(_segment_parse(group))
 
 
 def _condition(root: str, path: str, op_token: Token, value_token: Token) -> Condition:
@@ -588,55 +606,59 @@ class _Checker:
                 joiners[0],
             )
 
-    def item(self, in_group: bool) -> None:  # noqa: C901
+    def item(self, in_group: bool) -> None:
         token = self.token
         if token.kind == "paren" and token.value == "(":
-            if in_group:
-                raise self.fail(
-                    "Segment cannot read parentheses inside parentheses (it matches no event "
-                    "then); write the conditions with one level of grouping",
-                )
-            whole = self.index == 0
-            self.index += 1
-            if self.token.kind == "paren" and self.token.value == ")":
-                raise self.fail("empty parentheses")
-            self.calls_so_far = []
-            self.early_call = None
-            self.level(in_group=True)
-            if not (self.token.kind == "paren" and self.token.value == ")"):
-                raise self.fail('expected a closing ")"')
-            self.index += 1
-            # Segment ends a group at the first ")", a call's own included; what follows the
-            # call then joins the outer level. Harmless only when the group is the whole trigger.
-            if self.early_call is not None and not (whole and self.token.kind == "eos"):
-                raise self.fail(
-                    "a contains()/match() inside parentheses must be the group's last condition:"
-                    ' Segment ends the group at the call\'s ")" and reads the rest as part of '
-                    "the outer level",
-                    self.early_call,
-                )
-            self.calls_so_far = []
-            return
-        if token.kind == "operator" and token.value == "!":
-            following = self.tokens[self.index + 1]
-            if following.kind == "ident" and following.value in ("contains", "match"):
-                self.index += 1
-                self.call(in_group)
-                return
+            self.group(in_group)
+        elif token.kind == "operator" and token.value == "!":
+            self.negated_call(in_group)
+        elif token.kind == "ident" and token.value in ("contains", "match"):
+            self.call(in_group)
+        elif token.kind == "ident":
+            self.comparison()
+        elif token.kind in ("conditional", "eos"):
+            raise self.fail("expected a condition")
+        else:
+            raise self.fail("expected a condition, a contains()/match() or a (")
+
+    def group(self, in_group: bool) -> None:
+        if in_group:
             raise self.fail(
-                'Segment drops a "!" that is not right before contains( or match(: it reads '
-                'what follows as if there were no "!"; write the opposite comparison instead '
-                "(!= for =, = false, ...)"
+                "Segment cannot read parentheses inside parentheses (it matches no event "
+                "then); write the conditions with one level of grouping",
             )
-        if token.kind == "ident" and token.value in ("contains", "match"):
+        whole = self.index == 0
+        self.index += 1
+        if self.token.kind == "paren" and self.token.value == ")":
+            raise self.fail("empty parentheses")
+        self.calls_so_far = []
+        self.early_call = None
+        self.level(in_group=True)
+        if not (self.token.kind == "paren" and self.token.value == ")"):
+            raise self.fail('expected a closing ")"')
+        self.index += 1
+        # Segment ends a group at the first ")", a call's own included; what follows the
+        # call then joins the outer level. Harmless only when the group is the whole trigger.
+        if self.early_call is not None and not (whole and self.token.kind == "eos"):
+            raise self.fail(
+                "a contains()/match() inside parentheses must be the group's last condition:"
+                ' Segment ends the group at the call\'s ")" and reads the rest as part of '
+                "the outer level",
+                self.early_call,
+            )
+        self.calls_so_far = []
+
+    def negated_call(self, in_group: bool) -> None:
+        following = self.tokens[self.index + 1]
+        if following.kind == "ident" and following.value in ("contains", "match"):
+            self.index += 1
             self.call(in_group)
             return
-        if token.kind == "ident":
-            self.comparison()
-            return
-        if token.kind in ("conditional", "eos"):
-            raise self.fail("expected a condition")
-        raise self.fail("expected a condition, a contains()/match() or a (")
+        raise self.fail(
+            'Segment drops a "!" that is not right before contains( or match(: it reads '
+            'what follows as if there were no "!"; write the opposite comparison instead '
+            "(!= for =, = false, ...)"
+        )
 
     def subject(self, token: Token) -> str:
         """The condition's root, after checking Segment reads the path as written."""
@@ -671,7 +693,7 @@ class _Checker:
             token,
         )
 
-    def comparison(self) -> None:  # noqa: C901
+    def comparison(self) -> None:
         subject_token = self.token
         root = self.subject(subject_token)
         self.index += 1
@@ -683,58 +705,67 @@ class _Checker:
         self.index += 1
         field = subject_token.value
         if value.kind == "string":
-            if value.value.startswith("'"):
-                raise self.fail(
-                    "Segment keeps single quotes as part of the text; use double quotes", value
-                )
-            if op.value not in ("=", "!="):
-                raise self.fail(
-                    f"Segment compares {op.value} with numbers only; write a number without quotes",
-                    value,
-                )
-            return
-        if value.kind == "number":
-            if _js_number_of(value.value) != _js_number_of(value.value):
-                raise self.fail("not a number", value)
-            if op.value in ("=", "!=") and root in _EVENT_FIELDS:
-                raise self.fail(
-                    f'Segment compares {field} with the text "{value.value}"; write it in quotes',
-                    value,
-                )
-            return
-        if value.kind == "null":
-            if op.value not in ("=", "!="):
-                raise self.fail(f"Segment never matches {op.value} null", value)
-            if root in ("type", "event"):
-                raise self.fail(
-                    f'Segment compares {field} with the text "null" here, so this does not test '
-                    "whether it is there",
-                    value,
-                )
-            return
-        if value.kind == "ident" and value.value in ("true", "false"):
-            if op.value == "=" and root not in ("type", "event", "name"):
-                return
-            if op.value == "!=":
-                other = "false" if value.value == "true" else "true"
-                raise self.fail(
-                    f'Segment compares != {value.value} with the text "{value.value}", so it holds '
-                    f"even when {field} is {value.value}; write {field} = {other} (and, if a "
-                    f"missing value should count, or {field} = null)",
-                    value,
-                )
-            raise self.fail(
-                f"Segment compares {field} {op.value} {value.value} as a text or number, not as "
-                "true/false",
-                value,
-            )
-        if value.kind == "ident":
+            self.compared_with_text(op.value, value)
+        elif value.kind == "number":
+            self.compared_with_number(field, root, op.value, value)
+        elif value.kind == "null":
+            self.compared_with_null(field, root, op.value, value)
+        elif value.kind == "ident" and value.value in ("true", "false"):
+            self.compared_with_boolean(field, root, op.value, value)
+        elif value.kind == "ident":
             raise self.fail(
                 f'Segment reads {value.value} as the text "{value.value}", not a field: '
                 "comparing two fields is not possible; quote a text",
                 value,
             )
-        raise self.fail("expected a value: a quoted text, a number, true, false or null", value)
+        else:
+            raise self.fail("expected a value: a quoted text, a number, true, false or null", value)
+
+    def compared_with_text(self, op: str, value: Token) -> None:
+        if value.value.startswith("'"):
+            raise self.fail(
+                "Segment keeps single quotes as part of the text; use double quotes", value
+            )
+        if op not in ("=", "!="):
+            raise self.fail(
+                f"Segment compares {op} with numbers only; write a number without quotes",
+                value,
+            )
+
+    def compared_with_number(self, field: str, root: str, op: str, value: Token) -> None:
+        if _js_number_of(value.value) != _js_number_of(value.value):
+            raise self.fail("not a number", value)
+        if op in ("=", "!=") and root in _EVENT_FIELDS:
+            raise self.fail(
+                f'Segment compares {field} with the text "{value.value}"; write it in quotes',
+                value,
+            )
+
+    def compared_with_null(self, field: str, root: str, op: str, value: Token) -> None:
+        if op not in ("=", "!="):
+            raise self.fail(f"Segment never matches {op} null", value)
+        if root in ("type", "event"):
+            raise self.fail(
+                f'Segment compares {field} with the text "null" here, so this does not test '
+                "whether it is there",
+                value,
+            )
+
+    def compared_with_boolean(self, field: str, root: str, op: str, value: Token) -> None:
+        if op == "=" and root not in ("type", "event", "name"):
+            return
+        if op == "!=":
+            other = "false" if value.value == "true" else "true"
+            raise self.fail(
+                f'Segment compares != {value.value} with the text "{value.value}", so it holds '
+                f"even when {field} is {value.value}; write {field} = {other} (and, if a "
+                f"missing value should count, or {field} = null)",
+                value,
+            )
+        raise self.fail(
+            f"Segment compares {field} {op} {value.value} as a text or number, not as true/false",
+            value,
+        )
 
     def call(self, in_group: bool) -> None:
         name = self.token

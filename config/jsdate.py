@@ -104,45 +104,57 @@ class _Scanner:
     def char(self) -> str:
         return self.text[self.index] if self.index < len(self.text) else ""
 
-    def scan(self) -> _Token:  # noqa: C901
+    def scan(self) -> _Token:
         char = self.char()
         if char == "":
             return _Token("end")
         if "0" <= char <= "9":
-            start, value, count = self.index, 0, 0
-            while "0" <= self.char() <= "9" and self.char() != "":
-                if count < _MAX_SIGNIFICANT_DIGITS:
-                    value = value * 10 + int(self.char())
-                count += 1
-                self.index += 1
-            return _Token("number", value, self.index - start)
+            return self.scan_number()
         if char in ":-+.)":
             self.index += 1
             return _Token("symbol", char, 1)
         if char >= "A":
-            start = self.index
-            word = []
-            while self.char() != "" and self.char() >= "A":
-                word.append(chr(ord(self.char()) | 0x20) if self.char() < "\x80" else self.char())
-                self.index += 1
-            return _Token("word", "".join(word)[:3], self.index - start)
+            return self.scan_word()
         if char in JS_WHITESPACE:
             self.index += 1
             return _Token("space", 0, 1)
         if char == "(":
-            balance = 0
-            while True:
-                current = self.char()
-                if current == ")":
-                    balance -= 1
-                elif current == "(":
-                    balance += 1
-                self.index += 1
-                if not (balance > 0 and self.index < len(self.text)):
-                    break
-            return _Token("unknown")
-        self.index += 1
+            self.skip_parenthesized()
+        else:
+            self.index += 1
         return _Token("unknown")
+
+    def scan_number(self) -> _Token:
+        """Digits, their value kept to the first _MAX_SIGNIFICANT_DIGITS, their count as length."""
+        start, value, count = self.index, 0, 0
+        while "0" <= self.char() <= "9" and self.char() != "":
+            if count < _MAX_SIGNIFICANT_DIGITS:
+                value = value * 10 + int(self.char())
+            count += 1
+            self.index += 1
+        return _Token("number", value, self.index - start)
+
+    def scan_word(self) -> _Token:
+        """A run of characters from "A" on; ASCII ones lowercased as V8 does it (| 0x20)."""
+        start = self.index
+        word = []
+        while self.char() != "" and self.char() >= "A":
+            word.append(chr(ord(self.char()) | 0x20) if self.char() < "\x80" else self.char())
+            self.index += 1
+        return _Token("word", "".join(word)[:3], self.index - start)
+
+    def skip_parenthesized(self) -> None:
+        """A comment in parentheses, nested ones included, up to its ")" or the end."""
+        balance = 0
+        while True:
+            current = self.char()
+            if current == ")":
+                balance -= 1
+            elif current == "(":
+                balance += 1
+            self.index += 1
+            if not (balance > 0 and self.index < len(self.text)):
+                break
 
     def next(self) -> _Token:
         token = self.next_token
@@ -157,6 +169,11 @@ class _Scanner:
             self.next_token = self.scan()
             return True
         return False
+
+    def peek_number(self, length: int, low: int, high: int) -> bool:
+        """Whether the next token is a number of `length` digits from low to high."""
+        token = self.next_token
+        return token.is_number(length) and low <= int(token.value) <= high
 
 
 def _milliseconds(token: _Token) -> int:
@@ -276,158 +293,217 @@ class _Zone:
         return -total if self.sign < 0 else total
 
 
-def _parse_es5(scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> _Token:  # noqa: C901
-    if scanner.peek().is_sign():
-        sign_token = scanner.next()
-        if not scanner.peek().is_number(6):
-            return sign_token
-        sign = 1 if sign_token.value == "+" else -1
-        year = int(scanner.next().value)
-        if sign < 0 and year == 0:
-            return sign_token
-        day.add(sign * year)
-    elif scanner.peek().is_number(4):
-        day.add(int(scanner.next().value))
-    else:
-        return scanner.next()
-    if scanner.skip_symbol("-"):
-        if not scanner.peek().is_number(2) or not 1 <= int(scanner.peek().value) <= 12:
-            return scanner.next()
-        day.add(int(scanner.next().value))
-        if scanner.skip_symbol("-"):
-            if not scanner.peek().is_number(2) or not 1 <= int(scanner.peek().value) <= 31:
-                return scanner.next()
-            day.add(int(scanner.next().value))
+def _parse_es5(scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> _Token:
+    """V8's ES5 (ISO 8601) reading: "end" when the whole text is read, "invalid" when it can be no
+    date, otherwise the token the legacy parser goes on from (with what was read kept)."""
+    stop = _es5_date(scanner, day)
+    if stop is not None:
+        return stop
     peek = scanner.peek()
-    if not (peek.kind == "word" and peek.word_kind()[0] == "t"):
-        if peek.kind != "end":
-            return scanner.next()
-    else:
+    if peek.kind == "word" and peek.word_kind()[0] == "t":
         scanner.next()
-        if not scanner.peek().is_number(2) or not 0 <= int(scanner.peek().value) <= 24:
+        if not (_es5_time(scanner, time) and _es5_zone(scanner, zone)):
             return _Token("invalid")
-        hour_is_24 = scanner.peek().value == 24
-        time.add(int(scanner.next().value))
-        if not scanner.skip_symbol(":"):
-            return _Token("invalid")
-        if (
-            not scanner.peek().is_number(2)
-            or not 0 <= int(scanner.peek().value) <= 59
-            or (hour_is_24 and int(scanner.peek().value) > 0)
-        ):
-            return _Token("invalid")
-        time.add(int(scanner.next().value))
-        if scanner.skip_symbol(":"):
-            if (
-                not scanner.peek().is_number(2)
-                or not 0 <= int(scanner.peek().value) <= 59
-                or (hour_is_24 and int(scanner.peek().value) > 0)
-            ):
-                return _Token("invalid")
-            time.add(int(scanner.next().value))
-            if scanner.skip_symbol("."):
-                if not scanner.peek().is_number() or (hour_is_24 and int(scanner.peek().value) > 0):
-                    return _Token("invalid")
-                time.add(_milliseconds(scanner.next()))
-        if scanner.peek().is_z():
-            scanner.next()
-            zone.set(0)
-        elif scanner.peek().is_sign():
-            zone.sign = 1 if scanner.next().value == "+" else -1
-            if scanner.peek().is_number(4):
-                hour_minute = int(scanner.next().value)
-                hour, minute = divmod(hour_minute, 100)
-                if not (0 <= hour <= 23 and 0 <= minute <= 59):
-                    return _Token("invalid")
-                zone.hour, zone.minute = hour, minute
-            else:
-                if not scanner.peek().is_number(2) or not 0 <= int(scanner.peek().value) <= 23:
-                    return _Token("invalid")
-                zone.hour = int(scanner.next().value)
-                if not scanner.skip_symbol(":"):
-                    return _Token("invalid")
-                if not scanner.peek().is_number(2) or not 0 <= int(scanner.peek().value) <= 59:
-                    return _Token("invalid")
-                zone.minute = int(scanner.next().value)
         if scanner.peek().kind != "end":
             return _Token("invalid")
+    elif peek.kind != "end":
+        return scanner.next()
     if zone.hour is None and time.empty():
         zone.set(0)
     day.iso = True
     return _Token("end")
 
 
-def parse_js_date(text: str) -> float:  # noqa: C901
+def _es5_date(scanner: _Scanner, day: _Day) -> _Token | None:
+    """YYYY or +-YYYYYY, then -MM and -DD if there; None when read, else the token to go on from."""
+    stop = _es5_year(scanner, day)
+    if stop is not None or not scanner.skip_symbol("-"):
+        return stop
+    if not scanner.peek_number(2, 1, 12):
+        return scanner.next()
+    day.add(int(scanner.next().value))
+    if not scanner.skip_symbol("-"):
+        return None
+    if not scanner.peek_number(2, 1, 31):
+        return scanner.next()
+    day.add(int(scanner.next().value))
+    return None
+
+
+def _es5_year(scanner: _Scanner, day: _Day) -> _Token | None:
+    if scanner.peek().is_number(4):
+        day.add(int(scanner.next().value))
+        return None
+    if not scanner.peek().is_sign():
+        return scanner.next()
+    sign_token = scanner.next()
+    if not scanner.peek().is_number(6):
+        return sign_token
+    year = int(scanner.next().value)
+    if sign_token.value == "-" and year == 0:
+        return sign_token  # -000000 is no year
+    day.add(year if sign_token.value == "+" else -year)
+    return None
+
+
+def _es5_time(scanner: _Scanner, time: _Time) -> bool:
+    """hh:mm[:ss[.sss]] after the "T"; False when it is not valid."""
+    if not scanner.peek_number(2, 0, 24):
+        return False
+    hour_is_24 = scanner.peek().value == 24
+    most = 0 if hour_is_24 else 59  # 24:00:00.000 is the only time in hour 24
+    time.add(int(scanner.next().value))
+    if not (scanner.skip_symbol(":") and scanner.peek_number(2, 0, most)):
+        return False
+    time.add(int(scanner.next().value))
+    if not scanner.skip_symbol(":"):
+        return True
+    if not scanner.peek_number(2, 0, most):
+        return False
+    time.add(int(scanner.next().value))
+    if not scanner.skip_symbol("."):
+        return True
+    if not scanner.peek().is_number() or (hour_is_24 and int(scanner.peek().value) > 0):
+        return False
+    time.add(_milliseconds(scanner.next()))
+    return True
+
+
+def _es5_zone(scanner: _Scanner, zone: _Zone) -> bool:
+    """Z, +-hh:mm or +-hhmm after the time, if there; False when it is not valid."""
+    if scanner.peek().is_z():
+        scanner.next()
+        zone.set(0)
+        return True
+    if not scanner.peek().is_sign():
+        return True
+    zone.sign = 1 if scanner.next().value == "+" else -1
+    if scanner.peek().is_number(4):
+        hour, minute = divmod(int(scanner.next().value), 100)
+        if not (hour <= 23 and minute <= 59):
+            return False
+        zone.hour, zone.minute = hour, minute
+        return True
+    if not scanner.peek_number(2, 0, 23):
+        return False
+    zone.hour = int(scanner.next().value)
+    if not (scanner.skip_symbol(":") and scanner.peek_number(2, 0, 59)):
+        return False
+    zone.minute = int(scanner.next().value)
+    return True
+
+
+def parse_js_date(text: str) -> float:
     """`Date.parse(text)` in Node with TZ=UTC: milliseconds since 1970, or NaN."""
     scanner = _Scanner(text)
     day, time, zone = _Day(), _Time(), _Zone()
     token = _parse_es5(scanner, day, time, zone)
-    if token.kind == "invalid":
+    if token.kind == "invalid" or not _LegacyParser(scanner, day, time, zone).parse(token):
         return math.nan
-    has_read_number = bool(day.parts)
-    while token.kind != "end":
+    return _time_value(day, time, zone)
+
+
+class _LegacyParser:
+    """V8's legacy reading, from where the ES5 one stopped: each token adds to the date, the
+    time or the zone; any that cannot makes the whole text no date."""
+
+    def __init__(self, scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> None:
+        self.scanner = scanner
+        self.day = day
+        self.time = time
+        self.zone = zone
+        self.has_read_number = bool(day.parts)
+
+    def parse(self, token: _Token) -> bool:
+        """False when the text is no date."""
+        while token.kind != "end":
+            if not self.read(token):
+                return False
+            token = self.scanner.next()
+        return True
+
+    def read(self, token: _Token) -> bool:
         if token.kind == "number":
-            has_read_number = True
-            n = int(token.value)
-            if scanner.skip_symbol(":"):
-                if scanner.skip_symbol(":"):
-                    if not time.empty():
-                        return math.nan
-                    time.add(n)
-                    time.add(0)
-                else:
-                    if not time.add(n):
-                        return math.nan
-                    if scanner.peek().is_symbol("."):
-                        scanner.next()
-            elif scanner.skip_symbol(".") and time.expecting(n):  # V8 eats the "." either way
-                time.add(n)
-                if not scanner.peek().is_number():
-                    return math.nan
-                time.add_final(_milliseconds(scanner.next()))
-            elif zone.expecting(n):
-                zone.minute = n
-            elif time.expecting(n):
-                time.add_final(n)
-                peek = scanner.peek()
-                if peek.kind not in ("end", "space") and not peek.is_z() and not peek.is_sign():
-                    return math.nan
-            else:
-                if not day.add(n):
-                    return math.nan
-                scanner.skip_symbol("-")
-        elif token.kind == "word":
-            kind, value = token.word_kind()
-            if kind == "ampm" and not time.empty():
-                time.hour_offset = value
-            elif kind == "month":
-                day.named_month = value
-                scanner.skip_symbol("-")
-            elif kind == "zone" and has_read_number:
-                zone.set(value)
-            else:
-                if has_read_number:
-                    return math.nan
-                if scanner.peek().is_number():
-                    return math.nan
-        elif token.is_sign() and (zone.is_utc() or not time.empty()):
-            zone.sign = 1 if token.value == "+" else -1
-            n, length = 0, 0
-            if scanner.peek().is_number():
-                number = scanner.next()
-                n, length = int(number.value), number.length
-            has_read_number = True
-            if scanner.peek().is_symbol(":"):
-                zone.hour, zone.minute = n, None
-            elif length in (1, 2):
-                zone.hour, zone.minute = n, 0
-            elif length in (3, 4):
-                zone.hour, zone.minute = n // 100, n % 100
-            else:
-                return math.nan
-        elif (token.is_sign() or token.is_symbol(")")) and has_read_number:
-            return math.nan
-        token = scanner.next()
+            self.has_read_number = True
+            return self.number(int(token.value))
+        if token.kind == "word":
+            return self.word(token)
+        if token.is_sign() and (self.zone.is_utc() or not self.time.empty()):
+            self.has_read_number = True
+            return self.offset(token)
+        # A sign or a ")" after a number is no date; other tokens (spaces, ",", ...) are skipped.
+        return not ((token.is_sign() or token.is_symbol(")")) and self.has_read_number)
+
+    def number(self, n: int) -> bool:
+        scanner, time = self.scanner, self.time
+        if scanner.skip_symbol(":"):
+            return self.hour_or_minute(n)
+        if scanner.skip_symbol(".") and time.expecting(n):  # V8 eats the "." either way
+            time.add(n)
+            if not scanner.peek().is_number():
+                return False
+            time.add_final(_milliseconds(scanner.next()))
+            return True
+        if self.zone.expecting(n):
+            self.zone.minute = n
+            return True
+        if time.expecting(n):
+            time.add_final(n)
+            peek = scanner.peek()
+            return peek.kind in ("end", "space") or peek.is_z() or peek.is_sign()
+        if not self.day.add(n):
+            return False
+        scanner.skip_symbol("-")
+        return True
+
+    def hour_or_minute(self, n: int) -> bool:
+        """A number followed by ":"; "n::" is an hour alone."""
+        if self.scanner.skip_symbol(":"):
+            if not self.time.empty():
+                return False
+            self.time.add(n)
+            self.time.add(0)
+            return True
+        if not self.time.add(n):
+            return False
+        if self.scanner.peek().is_symbol("."):
+            self.scanner.next()
+        return True
+
+    def word(self, token: _Token) -> bool:
+        kind, value = token.word_kind()
+        if kind == "ampm" and not self.time.empty():
+            self.time.hour_offset = value
+        elif kind == "month":
+            self.day.named_month = value
+            self.scanner.skip_symbol("-")
+        elif kind == "zone" and self.has_read_number:
+            self.zone.set(value)
+        elif self.has_read_number or self.scanner.peek().is_number():
+            return False  # other words only before the numbers, and not right before one
+        return True
+
+    def offset(self, sign: _Token) -> bool:
+        """A zone offset after "UTC"/"GMT" or a time: +h, +hh, +hmm, +hhmm or +hh:mm."""
+        zone = self.zone
+        zone.sign = 1 if sign.value == "+" else -1
+        n, length = 0, 0
+        if self.scanner.peek().is_number():
+            number = self.scanner.next()
+            n, length = int(number.value), number.length
+        if self.scanner.peek().is_symbol(":"):
+            zone.hour, zone.minute = n, None
+        elif length in (1, 2):
+            zone.hour, zone.minute = n, 0
+        elif length in (3, 4):
+            zone.hour, zone.minute = n // 100, n % 100
+        else:
+            return False
+        return True
+
+
+def _time_value(day: _Day, time: _Time, zone: _Zone) -> float:
+    """The instant the parts read make, or NaN where one of them is out of range."""
     date = day.write()
     clock = time.write()
     offset = zone.write()

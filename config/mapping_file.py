@@ -144,7 +144,7 @@ class _Compiler:
                 first_index[name] = index
         return repeats
 
-    def compile_one(self, index: int, item: object, same_name_as: int | None) -> Mapping | None:  # noqa: C901
+    def compile_one(self, index: int, item: object, same_name_as: int | None) -> Mapping | None:
         label = _label(index, item)
         if not isinstance(item, MappingABC):
             self.problems.append(f"{label}: must be an object with name, action, trigger, fields")
@@ -161,26 +161,10 @@ class _Compiler:
         enabled = item.get("enabled", True)
         if not isinstance(enabled, bool):
             problems.append(f"enabled: must be true or false, got {enabled!r}")
-        fields_key = _one_of(item, _FIELD_KEYS, problems)
-        given: Any = item.get(fields_key, {}) if fields_key else {}
-        use_defaults = item.get("defaults", False)
-        if not isinstance(use_defaults, bool):
-            problems.append(f"defaults: must be true or false, got {use_defaults!r}")
-            use_defaults = False
-        if use_defaults and fields_key in ("mapping", "settings"):
-            problems.append(
-                f"defaults: a mapping pasted from Segment ({fields_key}) is taken as it is; "
-                "write `fields` to start from the defaults"
-            )
-            use_defaults = False
-        if not isinstance(given, MappingABC):
-            problems.append(f"{fields_key}: must be an object of field: value")
-            given = {}
+        fields_key, given, use_defaults = self._fields(item, problems)
         compiled = None
         if action is not None:
-            compiled = self._compile_fields(
-                action, fields_key or "fields", given, use_defaults, problems
-            )
+            compiled = self._compile_fields(action, fields_key, given, use_defaults, problems)
         self.problems += [f"{label}: {problem}" for problem in problems]
         if problems or compiled is None or action is None or trigger_source is None:
             return None
@@ -260,7 +244,29 @@ class _Compiler:
             return None
         return source
 
-    def _compile_fields(  # noqa: C901
+    @staticmethod
+    def _fields(
+        item: MappingABC[str, Any], problems: list[str]
+    ) -> tuple[str, MappingABC[str, Any], bool]:
+        """(the key the fields are under, the fields given, whether they start from defaults)."""
+        fields_key = _one_of(item, _FIELD_KEYS, problems)
+        given: Any = item.get(fields_key, {}) if fields_key else {}
+        use_defaults = item.get("defaults", False)
+        if not isinstance(use_defaults, bool):
+            problems.append(f"defaults: must be true or false, got {use_defaults!r}")
+            use_defaults = False
+        if use_defaults and fields_key in ("mapping", "settings"):
+            problems.append(
+                f"defaults: a mapping pasted from Segment ({fields_key}) is taken as it is; "
+                "write `fields` to start from the defaults"
+            )
+            use_defaults = False
+        if not isinstance(given, MappingABC):
+            problems.append(f"{fields_key}: must be an object of field: value")
+            given = {}
+        return fields_key or "fields", given, use_defaults
+
+    def _compile_fields(
         self,
         action: str,
         fields_key: str,
@@ -268,57 +274,90 @@ class _Compiler:
         use_defaults: bool,
         problems: list[str],
     ) -> tuple[dict[str, Any], dict[str, FieldGetter], bool, frozenset[str]]:
-        allowed = ACTION_FIELDS[action]
-        for key in given:
-            if key not in allowed:
-                other = [a for a in ACTIONS if a != action and key in ACTION_FIELDS[a]]
-                hint = did_you_mean(str(key), allowed) or (
-                    f" (it belongs to {other[0]})" if other else ""
-                )
-                problems.append(f"{fields_key}.{key}: unknown field for {action}{hint}")
-        if use_defaults:
-            merged = dict(ACTION_DEFAULTS[action])
-            merged.pop(BATCHING_FIELD, None)  # left out: follows PUSHWOOSH_ENABLE_BATCHING
-            merged.update((key, value) for key, value in given.items() if key in allowed)
-            # With defaults, null drops a default field (write {"@literal": null} to send null).
-            sources = {key: value for key, value in merged.items() if value is not None}
-        else:
-            sources = {key: value for key, value in given.items() if key in allowed}
-        batching = self.enable_batching_default and BATCHING_FIELD in allowed
+        """(field sources, their getters, enable_batching, fields with undefined in arrays)."""
+        _check_field_keys(action, fields_key, given, problems)
+        sources = _field_sources(action, given, use_defaults)
+        batching = self._batching(action, fields_key, sources, problems)
+        _check_required(action, fields_key, sources, problems)
+        getters, undefined_in_arrays = _compile_getters(fields_key, sources, problems)
+        return sources, getters, batching, undefined_in_arrays
+
+    def _batching(
+        self, action: str, fields_key: str, sources: MappingABC[str, Any], problems: list[str]
+    ) -> bool:
+        """enable_batching as mapped, else PUSHWOOSH_ENABLE_BATCHING where the action has it."""
+        value = sources.get(BATCHING_FIELD)
+        if isinstance(value, bool):
+            return value
         if BATCHING_FIELD in sources:
-            value = sources[BATCHING_FIELD]
-            if isinstance(value, bool):
-                batching = value
-            else:
-                problems.append(
-                    f"{fields_key}.{BATCHING_FIELD}: must be true or false, got {value!r} (leave "
-                    "it out to follow PUSHWOOSH_ENABLE_BATCHING)"
-                )
-        schema = ACTION_SCHEMAS[action]
-        for key, field in schema.items():
-            if field.required and key not in sources:
-                problems.append(
-                    f"{fields_key}.{key}: is required by Segment's {ACTION_TITLES[action]} action "
-                    f"and not mapped, so no event could be sent; map it (Segment's default is "
-                    f"{json.dumps(ACTION_DEFAULTS[action][key])}) or add `defaults: true`"
-                )
-        checked = {key: value for key, value in sources.items() if key != BATCHING_FIELD}
-        getters: dict[str, FieldGetter] = {}
-        undefined_in_arrays = set()
-        for key, raw in checked.items():
-            invalid = validate_mapping({key: raw}, fields_key)
-            if invalid:  # what Segment's validation rejects, on every event
-                problems += invalid
-                continue
-            try:
-                getter, holds_undefined = compile_field_node(raw, f"{fields_key}.{key}")
-            except DirectiveError as ex:
-                problems.append(str(ex))
-                continue
-            getters[key] = getter
-            if holds_undefined:
-                undefined_in_arrays.add(key)
-        return sources, getters, batching, frozenset(undefined_in_arrays)
+            problems.append(
+                f"{fields_key}.{BATCHING_FIELD}: must be true or false, got {value!r} (leave "
+                "it out to follow PUSHWOOSH_ENABLE_BATCHING)"
+            )
+        return self.enable_batching_default and BATCHING_FIELD in ACTION_FIELDS[action]
+
+
+def _check_field_keys(
+    action: str, fields_key: str, given: MappingABC[str, Any], problems: list[str]
+) -> None:
+    """A problem for each given field the action does not have, with the likely one meant."""
+    allowed = ACTION_FIELDS[action]
+    for key in given:
+        if key not in allowed:
+            other = [a for a in ACTIONS if a != action and key in ACTION_FIELDS[a]]
+            hint = did_you_mean(str(key), allowed) or (
+                f" (it belongs to {other[0]})" if other else ""
+            )
+            problems.append(f"{fields_key}.{key}: unknown field for {action}{hint}")
+
+
+def _field_sources(action: str, given: MappingABC[str, Any], use_defaults: bool) -> dict[str, Any]:
+    """The action's fields as mapped: the given ones, over the defaults when asked for."""
+    allowed = ACTION_FIELDS[action]
+    if not use_defaults:
+        return {key: value for key, value in given.items() if key in allowed}
+    merged = dict(ACTION_DEFAULTS[action])
+    merged.pop(BATCHING_FIELD, None)  # left out: follows PUSHWOOSH_ENABLE_BATCHING
+    merged.update((key, value) for key, value in given.items() if key in allowed)
+    # With defaults, null drops a default field (write {"@literal": null} to send null).
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def _check_required(
+    action: str, fields_key: str, sources: MappingABC[str, Any], problems: list[str]
+) -> None:
+    """A problem for each field Segment's action requires that is not mapped."""
+    for key, field in ACTION_SCHEMAS[action].items():
+        if field.required and key not in sources:
+            problems.append(
+                f"{fields_key}.{key}: is required by Segment's {ACTION_TITLES[action]} action "
+                f"and not mapped, so no event could be sent; map it (Segment's default is "
+                f"{json.dumps(ACTION_DEFAULTS[action][key])}) or add `defaults: true`"
+            )
+
+
+def _compile_getters(
+    fields_key: str, sources: MappingABC[str, Any], problems: list[str]
+) -> tuple[dict[str, FieldGetter], frozenset[str]]:
+    """Each mapped field's getter, and the fields whose arrays can hold undefined."""
+    getters: dict[str, FieldGetter] = {}
+    undefined_in_arrays = set()
+    for key, raw in sources.items():
+        if key == BATCHING_FIELD:
+            continue
+        invalid = validate_mapping({key: raw}, fields_key)
+        if invalid:  # what Segment's validation rejects, on every event
+            problems += invalid
+            continue
+        try:
+            getter, holds_undefined = compile_field_node(raw, f"{fields_key}.{key}")
+        except DirectiveError as ex:
+            problems.append(str(ex))
+            continue
+        getters[key] = getter
+        if holds_undefined:
+            undefined_in_arrays.add(key)
+    return getters, frozenset(undefined_in_arrays)
 
 
 def load_mappings_from_data(

@@ -200,39 +200,57 @@ def _has_type(value: Any, type_name: str) -> bool:
 _UNSET: Final = object()
 
 
-def _coerce(value: Any, types: tuple[str, ...]) -> Any:  # noqa: C901
+def _coerce(value: Any, types: tuple[str, ...]) -> Any:
     """ajv's coerceTypes "array" for a value of the wrong type; _UNSET when it cannot."""
-    coerced: Any = _UNSET
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
         # ajv checks the member against all types at once, which only a single type can pass.
         if len(types) == 1 and _has_type(value, types[0]):
-            coerced = value
-    if coerced is not _UNSET:
-        return coerced
+            return value
     for type_name in types:
-        if type_name == "string":
-            if isinstance(value, bool) or is_number(value):
-                return js_string(value)
-            if value is None:
-                return ""
-        elif type_name == "number":
-            if isinstance(value, bool):
-                return 1 if value else 0
-            if value is None:
-                return 0
-            if isinstance(value, str) and value and not math.isnan(js_to_number(value)):
-                return _integral(js_to_number(value))
-        elif type_name == "boolean":
-            if value == "false" or value is None or (is_number(value) and value == 0):
-                return False
-            if value == "true" or (is_number(value) and value == 1):
-                return True
-        elif type_name == "null" and (
-            value == "" or value is False or (is_number(value) and value == 0)
-        ):
-            return None
+        coerced = _COERCIONS[type_name](value)
+        if coerced is not _UNSET:
+            return coerced
     return _UNSET
+
+
+def _to_string(value: Any) -> Any:
+    if isinstance(value, bool) or is_number(value):
+        return js_string(value)
+    return "" if value is None else _UNSET
+
+
+def _to_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if value is None:
+        return 0
+    if isinstance(value, str) and value and not math.isnan(js_to_number(value)):
+        return _integral(js_to_number(value))
+    return _UNSET
+
+
+def _to_boolean(value: Any) -> Any:
+    if value == "false" or value is None or (is_number(value) and value == 0):
+        return False
+    if value == "true" or (is_number(value) and value == 1):
+        return True
+    return _UNSET
+
+
+def _to_null(value: Any) -> Any:
+    if value == "" or value is False or (is_number(value) and value == 0):
+        return None
+    return _UNSET
+
+
+# The types ajv coerces a scalar into, each with its coercion (the value, or _UNSET).
+_COERCIONS: Final[dict[str, Callable[[Any], Any]]] = {
+    "string": _to_string,
+    "number": _to_number,
+    "boolean": _to_boolean,
+    "null": _to_null,
+}
 
 
 def _is_one_of(value: Any, types: tuple[str, ...]) -> bool:
@@ -267,7 +285,7 @@ def validate_field(key: str, value: Any, schema: FieldSchema) -> Any:
     if type(value) is str and "string" in schema.types and not schema.date_like:
         return value  # the common case: a text where a text belongs
     if not _is_one_of(value, schema.types):
-        coercible = tuple(t for t in schema.types if t in ("string", "number", "boolean", "null"))
+        coercible = tuple(t for t in schema.types if t in _COERCIONS)
         coerced = _coerce(value, coercible) if coercible else _UNSET
         if coerced is _UNSET:
             got = _type_name(value)
