@@ -13,9 +13,9 @@ Layout (prefix `pwf`, destination `default`):
   pwf:default:rate-limit       HASH: the shared token buckets (worker/ratelimit.py)
   pwf:default:stats            HASH: delivered, requests, retried, rejected, dead_lettered
   pwf:default:delivered:<min>  events delivered in one minute (epoch minutes), for `status`
-  pwf:default:metrics:<name>   HASH per metric, a field per label set (telemetry/metrics.py)
   pwf:default:last-error       the last Pushwoosh error, for `status`
   pwf:trace:<yyyymmddhh>       HASH messageId -> NDJSON history, one per hour (telemetry/trace.py)
+  pwf:workers                  ZSET worker node name -> its pump's last heartbeat (ms)
   pwf:celery:*                 Celery's own keys (kombu's global_keyprefix); queue `pwf.drain`
 """
 
@@ -85,9 +85,6 @@ class RedisKeys:
     def delivered_minute(self, epoch_minute: int) -> str:
         return f"{self.base}:delivered:{epoch_minute}"
 
-    def metric(self, name: str) -> str:
-        return f"{self.base}:metrics:{name}"
-
     @property
     def last_error(self) -> str:
         return f"{self.base}:last-error"
@@ -96,6 +93,11 @@ class RedisKeys:
 def trace_bucket(prefix: str, hour: str) -> str:
     """One hour's event history (hour as yyyymmddhh, UTC); shared by every destination."""
     return f"{prefix}:trace:{hour}"
+
+
+def worker_heartbeats(prefix: str) -> str:
+    """Each worker's last pump heartbeat (ms), by node name; shared by every destination."""
+    return f"{prefix}:workers"
 
 
 def celery_queue(prefix: str) -> str:

@@ -1,8 +1,10 @@
 """`pushwoosh-fleet status`: the fleet at a glance.
 
-Queue depth per shard, the retry schedule (size, next due), dead letters, live workers (the
-Celery workers that answer a ping and consume this prefix's queue), events delivered this
-minute and the one before, and the shared back-off with the last Pushwoosh error.
+Queue depth per shard, the oldest queued event, the retry schedule (size, next due), dead
+letters, live workers (the Celery workers that answer a ping and consume this prefix's queue),
+events delivered this minute and the one before, and the shared back-off with the last Pushwoosh
+error. `assess` turns that into healthy or degraded, with the reasons, for the exit code:
+0 healthy, 1 degraded, 2 unreachable (cli.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class FleetStatus:
     last_error: dict[str, str]
     workers: list[str] | None  # None: could not ask the workers
     now_ms: int
+    oldest_event_ms: int | None = None  # when the oldest queued event was stored
+
+    @property
+    def oldest_age_s(self) -> float:
+        if self.oldest_event_ms is None:
+            return 0.0
+        return max(0, self.now_ms - self.oldest_event_ms) / 1000
 
     @property
     def queued(self) -> int:
@@ -60,6 +69,8 @@ def read_status(
     pipe = client.pipeline(transaction=False)
     for shard in range(settings.shards):
         pipe.xlen(keys.stream(shard))
+    for shard in range(settings.shards):
+        pipe.xrange(keys.stream(shard), count=1)
     pipe.zcard(keys.retry)
     pipe.zrange(keys.retry, 0, 0, withscores=True)
     pipe.xlen(keys.dlq)
@@ -68,9 +79,11 @@ def read_status(
     pipe.hgetall(keys.circuit)
     pipe.hgetall(keys.last_error)
     results = pipe.execute()
-    depths = [int(n) for n in results[: settings.shards]]
+    shards = settings.shards
+    depths = [int(n) for n in results[:shards]]
+    firsts = [int(_text(f[0][0]).split("-", 1)[0]) for f in results[shards : 2 * shards] if f]
     retry_count, first_due, dlq, this_minute, last_minute, circuit, last_error = results[
-        settings.shards :
+        2 * shards :
     ]
     return FleetStatus(
         destination=destination,
@@ -84,7 +97,36 @@ def read_status(
         last_error={_text(k): _text(v) for k, v in last_error.items()},
         workers=list_workers(),
         now_ms=int(now * 1000),
+        oldest_event_ms=min(firsts) if firsts else None,
     )
+
+
+def delivery_paused(status: FleetStatus) -> bool:
+    circuit = status.circuit
+    return int(circuit.get("failures") or 0) > 0 and (
+        int(circuit.get("open_until_ms") or 0) > status.now_ms
+    )
+
+
+def assess(statuses: list[FleetStatus], stale_after_s: float) -> list[str]:
+    """Why the fleet is degraded (empty: healthy): no live worker, delivery paused, or an event
+    queued longer than stale_after_s."""
+    problems = []
+    workers = statuses[0].workers if statuses else []
+    if workers is None:
+        problems.append("could not ask the workers (the broker did not answer)")
+    elif not workers:
+        problems.append("no live worker: nothing is delivering")
+    for status in statuses:
+        name = status.destination
+        if delivery_paused(status):
+            why = status.circuit.get("reason") or "Pushwoosh failing"
+            problems.append(f"{name}: sending is paused ({why})")
+        if status.oldest_age_s > stale_after_s:
+            problems.append(
+                f"{name}: the oldest queued event has waited {_duration(status.oldest_age_s)}"
+            )
+    return problems
 
 
 def celery_workers(queue: str, timeout_s: float) -> list[str] | None:
@@ -119,7 +161,8 @@ def _duration(seconds: float) -> str:
 def format_status(status: FleetStatus) -> str:
     lines = [f"destination   {status.destination}"]
     depths = ", ".join(f"shard {i}: {n}" for i, n in enumerate(status.queue_depths))
-    lines.append(f"queued        {status.queued} events ({depths})")
+    oldest = f", oldest {_duration(status.oldest_age_s)} old" if status.queued else ""
+    lines.append(f"queued        {status.queued} events ({depths}){oldest}")
     retry = f"retry         {status.retry_scheduled} requests scheduled"
     if status.next_retry_ms is not None:
         retry += f", next due {_when(status.next_retry_ms, status.now_ms)}"

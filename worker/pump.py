@@ -67,13 +67,22 @@ Targets = Callable[[], list[tuple[redis.Redis, RedisKeys, Settings]]]
 
 
 class Pump:
+    """on_pass(redis_ok) is called after every pass over the shards, whether Redis answered or
+    not: the worker's heartbeat (worker/heartbeat.py), which shows the pump is alive."""
+
     def __init__(
-        self, interval_s: float, targets: Targets, send_task: SendTask, clock: Clock = SYSTEM_CLOCK
+        self,
+        interval_s: float,
+        targets: Targets,
+        send_task: SendTask,
+        clock: Clock = SYSTEM_CLOCK,
+        on_pass: Callable[[bool], None] | None = None,
     ) -> None:
         self._interval_s = interval_s
         self._targets = targets
         self._send_task = send_task
         self._clock = clock
+        self._on_pass = on_pass
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pushwoosh-pump", daemon=True)
 
@@ -95,4 +104,9 @@ class Pump:
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     logger.exception("pump: cannot reach Redis (attempt %d); retrying", failures)
+            if self._on_pass is not None:
+                try:
+                    self._on_pass(failures == 0)
+                except Exception:  # a heartbeat problem must never stop the pump
+                    logger.exception("pump: heartbeat failed")
             self._stop.wait(self._interval_s * (1 if failures == 0 else min(25, failures)))
