@@ -26,6 +26,7 @@ run: $(STAMP)
 test: $(STAMP) lint
 	bash scripts/ensure-redis.sh
 	bash scripts/ensure-browser.sh
+	bash scripts/ensure-promtool.sh
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 unit: $(STAMP)

@@ -382,8 +382,8 @@ class Settings:
         "`pushwoosh-fleet metrics`: the fleet-wide gauges (queues, oldest event, retries, dead "
         "letters, live workers), served by that one process",
     )  # fmt: skip
-    worker_heartbeat_file: str | None = setting(
-        "WORKER_HEARTBEAT_FILE", None, fields.String(),
+    worker_heartbeat_path: str | None = setting(
+        "WORKER_HEARTBEAT_PATH", None, fields.String(),
         "where a worker's pump records that it is alive, for `pushwoosh-fleet probe worker`",
         shown="`$TMPDIR/pushwoosh-fleet-<REDIS_KEY_PREFIX>-worker.json`",
     )  # fmt: skip
@@ -433,9 +433,9 @@ class Settings:
 
     @property
     def heartbeat_path(self) -> str:
-        """The worker's heartbeat file (WORKER_HEARTBEAT_FILE, else one per key prefix)."""
-        if self.worker_heartbeat_file:
-            return self.worker_heartbeat_file
+        """The worker's heartbeat file (WORKER_HEARTBEAT_PATH, else one per key prefix)."""
+        if self.worker_heartbeat_path:
+            return self.worker_heartbeat_path
         name = f"pushwoosh-fleet-{self.redis_key_prefix}-worker.json"
         return os.path.join(tempfile.gettempdir(), name)
 

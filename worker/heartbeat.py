@@ -1,7 +1,7 @@
 """A worker's heartbeat: proof that it is still draining, for its liveness probe and the fleet.
 
 The pump calls `beat` after every pass over the shards. At most once a second it writes a small
-JSON file (WORKER_HEARTBEAT_FILE): when the pump last ran, whether Redis answered, and the drain
+JSON file (WORKER_HEARTBEAT_PATH): when the pump last ran, whether Redis answered, and the drain
 tasks running in this process with their start times. `pushwoosh-fleet probe worker` reads the
 file, with no Redis and no broker, and fails when
 

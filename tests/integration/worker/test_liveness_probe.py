@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def probe(heartbeat: Path, *extra: str) -> tuple[int, dict[str, object]]:
-    result = cli("probe", "worker", "--json", *extra, WORKER_HEARTBEAT_FILE=str(heartbeat))
+    result = cli("probe", "worker", "--json", *extra, WORKER_HEARTBEAT_PATH=str(heartbeat))
     return result.returncode, json.loads(result.stdout)
 
 
@@ -92,7 +92,7 @@ def test_the_probe_fails_while_the_worker_is_frozen_and_passes_again_after(
     # Given a running worker writing its heartbeat
     heartbeat = tmp_path / "heartbeat.json"
     env = fleet_env(redis_url, key_prefix, "http://127.0.0.1:9",
-                    WORKER_HEARTBEAT_FILE=str(heartbeat))  # fmt: skip
+                    WORKER_HEARTBEAT_PATH=str(heartbeat))  # fmt: skip
     fleet = FleetProcesses(env, tmp_path)
     try:
         worker = fleet.start_worker(concurrency=1)
@@ -122,7 +122,7 @@ def test_the_probe_fails_when_a_drain_task_hangs(
 ) -> None:
     # Given a worker whose drains can last at most 1 s slice + 1 s request + 2 s lease
     heartbeat = tmp_path / "heartbeat.json"
-    env = fleet_env(redis_url, key_prefix, drip.url, WORKER_HEARTBEAT_FILE=str(heartbeat),
+    env = fleet_env(redis_url, key_prefix, drip.url, WORKER_HEARTBEAT_PATH=str(heartbeat),
                     DRAIN_SLICE_S="1", PUSHWOOSH_TIMEOUT_S="1", DRAIN_LEASE_S="2")  # fmt: skip
     fleet = FleetProcesses(env, tmp_path)
     try:
