@@ -16,8 +16,10 @@ DEFAULT_MAX_EVENTS = 100_000
 
 def entry_ms(entry_id: str) -> int | None:
     """The time (ms) in a stream entry id `1714565100000-0`, or None."""
-    head = entry_id.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+    try:
+        return int(entry_id.partition("-")[0])
+    except ValueError:
+        return None
 
 
 class AcceptedTimes:

@@ -150,6 +150,10 @@ class Counts:
         self._destination = destination
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
+    def child(self, name: str, *labels: str) -> Any:
+        """The counter or histogram of one label set, to count with directly on hot paths."""
+        return self._child(name, labels)
+
     def _child(self, name: str, labels: tuple[str, ...]) -> Any:
         key = (name, labels)
         child = self._children.get(key)

@@ -76,6 +76,8 @@ class FleetObserver:
         self._clock = clock
         self._new_request_id = new_request_id
         self._mapped_line: tuple[Any, str] = (None, "")
+        # Counted once per event: each source's counter, looked up once.
+        self._read: dict[str, Any] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -83,7 +85,10 @@ class FleetObserver:
     def on_mapped(
         self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
     ) -> None:
-        self.counts.inc("events_read", src or "unknown")
+        read = self._read.get(src)
+        if read is None:
+            read = self._read[src] = self.counts.child("events_read", src or "unknown")
+        read.inc()
         message_id = event.get("messageId")
         if not calls:
             self.counts.inc("events_unmatched")
@@ -126,9 +131,9 @@ class FleetObserver:
         if outcome == "delivered":
             self.counts.inc("events_delivered", request.action, amount=size)
             now_ms = self._now_ms()
+            lag = self.counts.child("delivery_lag_seconds", request.action)
             for accepted_ms in self.accepted.settle(request.message_ids):
-                lag_s = max(0, now_ms - accepted_ms) / 1000
-                self.counts.observe("delivery_lag_seconds", lag_s, request.action)
+                lag.observe(max(0, now_ms - accepted_ms) / 1000)
         elif self.last_error is not None:
             self.last_error.set(
                 {
