@@ -69,9 +69,7 @@ _metrics: dict[str, Any] = {}
 
 def on_starting(server: object) -> None:
     """The master, before any worker: a fresh directory for the workers' metrics."""
-    given = bool(os.environ.get(exposition.MULTIPROC_ENV))
     _metrics["dir"] = exposition.fresh_multiprocess_dir("ingest")
-    _metrics["remove_dir"] = not given
     os.environ[exposition.MULTIPROC_ENV] = _metrics["dir"]
 
 
@@ -94,5 +92,4 @@ def on_exit(server: object) -> None:
     listener = _metrics.get("listener")
     if listener is not None:
         listener.stop()
-    if _metrics.get("remove_dir"):
-        shutil.rmtree(_metrics["dir"], ignore_errors=True)
+    shutil.rmtree(_metrics["dir"], ignore_errors=True)

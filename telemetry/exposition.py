@@ -125,15 +125,14 @@ def use_multiprocess(directory: str) -> None:
 
 
 def fresh_multiprocess_dir(role: str) -> str:
-    """An empty directory for one parent's children: PROMETHEUS_MULTIPROC_DIR emptied of old
-    files when set (a tmpfs in a container), else a new temporary directory."""
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        os.makedirs(given, exist_ok=True)
-        for path in glob.glob(os.path.join(given, "*.db")):
-            os.remove(path)
-        return given
-    return tempfile.mkdtemp(prefix=f"pushwoosh-fleet-{role}-metrics-")
+    """A new, empty directory for one parent's children, inside PROMETHEUS_MULTIPROC_DIR when
+    set (a tmpfs in a container), else in the system's temporary directory. One per parent, so
+    an ingest server and a worker on one machine never read each other's files; the parent
+    removes it when it stops."""
+    parent = os.environ.get(MULTIPROC_ENV) or None
+    if parent is not None:
+        os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f"pushwoosh-fleet-{role}-metrics-", dir=parent)
 
 
 def mark_process_dead(pid: int, directory: str) -> None:

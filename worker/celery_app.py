@@ -133,7 +133,6 @@ def _prepare_metrics(worker: Any) -> None:
     pool = get_implementation(getattr(worker, "pool_cls", None) or "prefork")
     if pool.__module__.rsplit(".", 1)[-1] != "prefork":
         return
-    _process["remove_metrics_dir"] = not os.environ.get(exposition.MULTIPROC_ENV)
     directory = exposition.fresh_multiprocess_dir("worker")
     exposition.use_multiprocess(directory)
     _process["metrics_dir"] = directory
@@ -222,7 +221,7 @@ class FleetStep(bootsteps.StartStopStep):
             self.listener.stop()
             self.listener = None
         directory = _process.pop("metrics_dir", None)
-        if directory and _process.get("remove_metrics_dir"):
+        if directory:
             shutil.rmtree(directory, ignore_errors=True)
 
     shutdown = stop
