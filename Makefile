@@ -26,6 +26,8 @@ run: $(STAMP)
 test: $(STAMP) lint
 	bash scripts/ensure-redis.sh
 	bash scripts/ensure-browser.sh
+	bash scripts/ensure-promtool.sh
+	bash scripts/ensure-debian-packages.sh faketime
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 unit: $(STAMP)

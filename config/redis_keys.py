@@ -21,11 +21,11 @@ Per destination:
   pwf:default:circuit           HASH: open_until_ms, failures, reason (shared back-off);
                                 pwf:default:circuit:probe, the one probe allowed when it passes
   pwf:default:rate-limit        HASH: the shared token buckets (worker/ratelimit.py)
-  pwf:default:metrics:<name>    HASH per metric, a field per label set (telemetry/metrics.py)
   pwf:default:last-error        the last Pushwoosh error, for `status`
 Per fleet:
   {pwf:trace:<yyyymmddhh>}      HASH messageId -> NDJSON history, one per hour, and its size in
                                 {pwf:trace:<yyyymmddhh>}:bytes (telemetry/trace.py)
+  pwf:workers                   ZSET worker node name -> its pump's last heartbeat (ms)
   pwf:celery:*                  Celery's own keys (kombu's global_keyprefix); queue `pwf.drain`
 """
 
@@ -121,9 +121,6 @@ class RedisKeys:
     def rate_limit(self) -> str:
         return f"{self.base}:rate-limit"
 
-    def metric(self, name: str) -> str:
-        return f"{self.base}:metrics:{name}"
-
     @property
     def last_error(self) -> str:
         return f"{self.base}:last-error"
@@ -137,6 +134,11 @@ def trace_bucket(prefix: str, hour: str) -> str:
 def trace_bucket_bytes(prefix: str, hour: str) -> str:
     """What one hour's history holds, in bytes (same slot as the hour's hash)."""
     return f"{{{prefix}:trace:{hour}}}:bytes"
+
+
+def worker_heartbeats(prefix: str) -> str:
+    """Each worker's last pump heartbeat (ms), by node name; shared by every destination."""
+    return f"{prefix}:workers"
 
 
 def celery_queue(prefix: str) -> str:

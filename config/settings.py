@@ -14,8 +14,10 @@ are masked, so a Settings object can be logged safely; every secret can also be 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -374,6 +376,30 @@ class Settings:
     port: int = setting(
         "PORT", 8000, fields.Integer(validate=validate.Range(1, 65535)), "ingest port",
     )  # fmt: skip
+    metrics_address: str = setting(
+        "METRICS_ADDRESS", "127.0.0.1", fields.String(validate=validate.Length(min=1)),
+        "where each process's metrics listener binds: loopback by default; `0.0.0.0` in a "
+        "container, so Prometheus can scrape the pod (see [Monitoring](#monitoring))",
+    )  # fmt: skip
+    metrics_port: int = setting(
+        "METRICS_PORT", 9810, fields.Integer(validate=validate.Range(0, 65535)),
+        "ingest's metrics (`/metrics`, served by the gunicorn master for all its processes), "
+        "apart from the public `PORT`; 0 = off",
+    )  # fmt: skip
+    worker_metrics_port: int = setting(
+        "WORKER_METRICS_PORT", 9811, fields.Integer(validate=validate.Range(0, 65535)),
+        "a worker's own metrics; 0 = off. Several workers on one machine need one port each",
+    )  # fmt: skip
+    fleet_metrics_port: int = setting(
+        "FLEET_METRICS_PORT", 9812, fields.Integer(validate=validate.Range(1, 65535)),
+        "`pushwoosh-fleet metrics`: the fleet-wide gauges (queues, oldest event, retries, dead "
+        "letters, live workers), served by that one process",
+    )  # fmt: skip
+    worker_heartbeat_path: str | None = setting(
+        "WORKER_HEARTBEAT_PATH", None, fields.String(),
+        "where a worker's pump records that it is alive, for `pushwoosh-fleet probe worker`",
+        shown="`$TMPDIR/pushwoosh-fleet-<REDIS_KEY_PREFIX>-worker.json`",
+    )  # fmt: skip
     web_concurrency: int = setting(
         "WEB_CONCURRENCY", 2, fields.Integer(validate=validate.Range(1, 256)),
         "gunicorn processes serving ingest",
@@ -419,6 +445,14 @@ class Settings:
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def heartbeat_path(self) -> str:
+        """The worker's heartbeat file (WORKER_HEARTBEAT_PATH, else one per key prefix)."""
+        if self.worker_heartbeat_path:
+            return self.worker_heartbeat_path
+        name = f"pushwoosh-fleet-{self.redis_key_prefix}-worker.json"
+        return os.path.join(tempfile.gettempdir(), name)
 
     def secrets(self) -> list[str]:
         """Every secret value in these settings (and Redis' password), for log masking."""
@@ -493,6 +527,10 @@ def _check_together(values: Mapping[str, Any], problems: list[str]) -> None:
         problems.append(
             "INGEST_ADMIN_KEYS: an admin key may not also be a write key: write keys ship "
             "inside apps"
+        )
+    if values["metrics_port"] == values["port"]:
+        problems.append(
+            "METRICS_PORT: must differ from PORT: metrics stay off ingest's public port"
         )
     if values["drain_lease_s"] <= values["pushwoosh_timeout_s"]:
         problems.append(

@@ -3,6 +3,10 @@
 Every command that acts for a destination takes `--destination`; without it, commands that read
 (status, metrics) cover every destination of the destinations file, and commands that act
 (preview, ping, dlq, replay, delete-user) use the only destination or ask which one.
+
+Commands that talk to Redis find it the way fleet/locate.py says and name it on stderr; a Redis
+they cannot reach is one line on stderr and exit code 2, never a traceback. The options and exit
+codes are in fleet/parser.py.
 """
 
 from __future__ import annotations
@@ -18,23 +22,39 @@ from typing import Any
 
 import redis
 import requests
+import shtab
 
 from config.destinations import Destination, all_secrets, load_destinations
 from config.errors import ConfigError
-from config.redis_keys import RedisKeys, celery_queue
+from config.redis_keys import celery_queue
 from config.settings import Settings, load_settings
+from fleet import locate
 from fleet.deletion import DeletionError, delete_users, read_user_ids
 from fleet.describe import check_config
 from fleet.dlq_cli import run_dlq
+from fleet.exporter import exporter_registry
+from fleet.parser import Command, build_parser
 from fleet.preview import PreviewInputError, preview, read_events
 from fleet.replay import ReplayError, replay_file
 from fleet.run import run_fleet
-from fleet.status import celery_workers, format_status, read_status
+from fleet.status import assess, celery_workers, format_status, read_status
 from store.client import redis_for
+from telemetry import exposition
 from telemetry.logs import configure_logging
-from telemetry.metrics import Target, serve
 from telemetry.trace import describe, lookup
+from worker.heartbeat import problems as heartbeat_problems
+from worker.heartbeat import read_heartbeat
 from worker.wire import PING_PATH, Endpoint, ping_body
+
+UNREACHABLE = 2
+
+
+class Unreachable(Exception):
+    """Raised when Redis or ingest does not answer: one line for stderr, exit code 2."""
+
+
+# Which Redis this invocation talks to, and why (set once by main).
+_choice = locate.RedisChoice("REDIS_URL")
 
 
 def _settings() -> Settings:
@@ -79,7 +99,19 @@ def _configure_logging() -> None:
 
 
 def _redis(settings: Settings) -> redis.Redis:
-    return redis_for(settings, decode_responses=True, socket_connect_timeout=5)
+    """A client for the chosen Redis, after saying on stderr which one it is."""
+    print(f"pushwoosh-fleet: {_choice.describe(settings.effective_redis_url)}", file=sys.stderr)
+    return redis_for(settings, decode_responses=True, socket_connect_timeout=3, socket_timeout=10)
+
+
+def _reachable(settings: Settings) -> redis.Redis:
+    client = _redis(settings)
+    client.ping()
+    return client
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -103,41 +135,53 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
-    worst = 0
-    for destination in _chosen(args, _destinations(_settings())):
-        worst = max(worst, _ping(destination))
-    return worst
+    results = [_ping(d) for d in _chosen(args, _destinations(_settings()))]
+    if args.json:
+        _print_json([{"destination": name, "ok": code == 0, "message": text}
+                     for name, code, text in results])  # fmt: skip
+    else:
+        for name, _, text in results:
+            print(f"{name}: {text}")
+    return max(code for _, code, _ in results)
 
 
-def _ping(destination: Destination) -> int:
+def _ping(destination: Destination) -> tuple[str, int, str]:
     settings, name = destination.settings, destination.name
     if not settings.has_credentials:
-        print(f"{name}: no credentials: set its API key and application code")
-        return 2
+        return name, 2, "no credentials: set its API key and application code"
     http = Endpoint.of(settings).request(PING_PATH, ping_body(), reveal_secrets=True)
     try:
         response = requests.post(
             http.url, json=http.json, headers=http.headers, timeout=settings.pushwoosh_timeout_s
         )
     except requests.RequestException as ex:
-        print(f"{name}: cannot reach {settings.pushwoosh_base_url}: {type(ex).__name__}")
-        return 1
+        return name, 1, f"cannot reach {settings.pushwoosh_base_url}: {type(ex).__name__}"
     if 200 <= response.status_code < 300:
-        print(
-            f"{name}: credentials OK: Pushwoosh accepted the API key for application "
-            f"{settings.pushwoosh_application_code} (HTTP {response.status_code})"
+        return (
+            name,
+            0,
+            (
+                "credentials OK: Pushwoosh accepted the API key for application "
+                f"{settings.pushwoosh_application_code} (HTTP {response.status_code})"
+            ),
         )
-        return 0
-    print(
-        f"{name}: credentials REJECTED: HTTP {response.status_code} "
-        f"{response.text[:300].strip()} — check the API key and application code"
+    return (
+        name,
+        1,
+        (
+            f"credentials REJECTED: HTTP {response.status_code} "
+            f"{response.text[:300].strip()} — check the API key and application code"
+        ),
     )
-    return 1
 
 
-def cmd_check_config(_: argparse.Namespace) -> int:
+def cmd_check_config(args: argparse.Namespace) -> int:
     code, text = check_config(os.environ)
-    print(text)
+    if args.json:
+        problems = [line[3:] for line in text.splitlines()[1:]] if code else []
+        _print_json({"valid": code == 0, "problems": problems, "summary": "" if code else text})
+    else:
+        print(text)
     return code
 
 
@@ -148,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     settings = _settings()
     destination = _one(args, _destinations(settings))
-    return run_dlq(args, _redis(settings), destination)
+    return run_dlq(args, _reachable(settings), destination)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -156,7 +200,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if settings.trace_window_s <= 0:
         print("trace: event history is off (TRACE_WINDOW_S=0)", file=sys.stderr)
         return 2
-    records = lookup(_redis(settings), settings, args.message_id, time.time())
+    records = lookup(_reachable(settings), settings, args.message_id, time.time())
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     elif records:
@@ -177,7 +221,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings()
     chosen = _chosen(args, _destinations(settings))
-    client = _redis(settings)
+    try:
+        client = _reachable(settings)
+    except redis.RedisError as ex:
+        if args.json:
+            url = locate.masked(settings.effective_redis_url)
+            _print_json({"state": "unreachable", "problems": [_redis_problem(settings, ex)],
+                         "redis": url, "destinations": []})  # fmt: skip
+        raise
     workers = celery_workers(celery_queue(settings.redis_key_prefix), args.timeout)
     statuses = [
         read_status(
@@ -185,19 +236,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         for d in chosen
     ]
+    problems = assess(statuses, args.stale_after)
+    state = "degraded" if problems else "healthy"
     if args.json:
-        print(json.dumps([status.as_dict() for status in statuses], indent=2))
+        _print_json({"state": state, "problems": problems,
+                     "redis": locate.masked(settings.effective_redis_url),
+                     "destinations": [status.as_dict() for status in statuses]})  # fmt: skip
     else:
         print("\n\n".join(format_status(status) for status in statuses))
-    return 0
+        print(f"\n{state.upper()}" + "".join(f"\n  - {p}" for p in problems))
+    return 1 if problems else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings()
     destination = _one(args, _destinations(settings))
-    url = args.url or f"http://127.0.0.1:{settings.port}"
+    fleet = _choice.fleet
+    url = (
+        args.url
+        or (fleet.ingest_url if fleet and not os.environ.get("PORT") else None)
+        or f"http://127.0.0.1:{settings.port}"
+    )
     keys = destination.write_keys
-    write_key = args.write_key or (keys[0].reveal() if keys else "")
+    write_key = args.write_key or (keys[0].reveal() if keys else _local_write_key(fleet))
     if not write_key:
         print(
             f"replay: no write key for destination {destination.name!r}: pass --write-key or "
@@ -207,18 +268,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = replay_file(
-            Path(args.file),
+            args.file if args.file == "-" else Path(args.file),
             url,
             write_key,
             batch_size=args.batch_size,
             rate_per_s=args.rate,
             progress=False if args.no_progress else None,
         )
-    except (OSError, ReplayError) as ex:
+    except ReplayError as ex:
+        if str(ex).startswith("cannot reach"):
+            raise Unreachable(f"replay: {ex}") from ex
         print(f"replay: {ex}", file=sys.stderr)
         return 1
+    except OSError as ex:
+        print(f"replay: cannot read {args.file}: {ex.strerror or ex}", file=sys.stderr)
+        return 2
     print(summary.format())
     return 0 if summary.ok else 1
+
+
+def _local_write_key(fleet: locate.RunningFleet | None) -> str:
+    """The write key `run` made for itself, when it is the fleet this directory runs."""
+    if fleet is None or not fleet.write_key_file:
+        return ""
+    try:
+        return Path(fleet.write_key_file).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 def cmd_delete_user(args: argparse.Namespace) -> int:
@@ -232,7 +308,7 @@ def cmd_delete_user(args: argparse.Namespace) -> int:
         print("delete-user: no user ids given (arguments or --file)", file=sys.stderr)
         return 2
     try:
-        queued = delete_users(_redis(destination.settings), destination, user_ids)
+        queued = delete_users(_reachable(destination.settings), destination, user_ids)
     except DeletionError as ex:
         print(f"delete-user: {ex}", file=sys.stderr)
         return 1
@@ -245,120 +321,91 @@ def cmd_delete_user(args: argparse.Namespace) -> int:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     settings = _settings()
-    targets = [
-        Target(RedisKeys(settings.redis_key_prefix, d.name), d.settings.shards)
-        for d in _chosen(args, _destinations(settings))
-    ]
-    stop = serve(_redis(settings), targets, args.port, args.address)
-    print(f"serving the fleet-wide metrics on http://{args.address}:{args.port}/metrics")
+    _chosen(args, _destinations(settings))  # an unknown --destination stops here
+    registry = exporter_registry(settings, os.environ, _reachable(settings), args.destination)
+    address = args.address or settings.metrics_address
+    port = settings.fleet_metrics_port if args.port is None else args.port
+    listener = exposition.serve(registry, address, port, "fleet")
+    if listener is None:
+        print(f"metrics: cannot listen on {address}:{port}", file=sys.stderr)
+        return 2
+    print(f"serving the fleet-wide gauges on {listener.url}", flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        stop()
+        listener.stop()
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pushwoosh-fleet",
-        description="Segment events in, Pushwoosh calls out. Settings come from the environment.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_probe(args: argparse.Namespace) -> int:
+    settings = _settings()
+    state = read_heartbeat(settings.heartbeat_path)
+    found = heartbeat_problems(state, time.time(), args.max_age)
+    if args.json:
+        _print_json({"alive": not found, "problems": found, "heartbeat": state,
+                     "file": settings.heartbeat_path})  # fmt: skip
+    elif found:
+        print(f"worker NOT draining ({settings.heartbeat_path}):", file=sys.stderr)
+        for problem in found:
+            print(f"  - {problem}", file=sys.stderr)
+    else:
+        assert state is not None
+        print(f"worker {state.get('node')} alive: pump ran {time.time() - state['beat']:.1f} s ago")
+    return 1 if found else 0
 
-    run = sub.add_parser("run", help="run ingest and a worker (and Redis, when REDIS_URL is unset)")
-    run.add_argument("--port", type=int, default=None, help="ingest port (default: $PORT or 8000)")
-    run.add_argument(
-        "--concurrency", type=int, default=2, help="drain threads in the worker (default 2)"
-    )
-    run.add_argument(
-        "--data-dir", default=".pushwoosh-fleet", help="embedded Redis data, local key"
-    )
-    run.set_defaults(func=cmd_run)
 
-    prev = sub.add_parser("preview", help="print the Pushwoosh requests events would produce")
-    prev.add_argument("file", nargs="?", help="JSON, JSON array or NDJSON file (default: stdin)")
-    prev.add_argument("--show-secrets", action="store_true", help="do not mask the API key")
-    prev.add_argument("--batching", choices=["on", "off"], default=None,
-                      help="override every destination's batching default")  # fmt: skip
-    prev.add_argument("--destination", help="which destination's settings and mappings")
-    prev.set_defaults(func=cmd_preview)
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(shtab.complete(build_parser(COMMANDS), shell=args.shell))
+    return 0
 
-    ping = sub.add_parser("ping", help="check the Pushwoosh credentials of every destination")
-    ping.add_argument("--destination", help="only this destination")
-    ping.set_defaults(func=cmd_ping)
 
-    check = sub.add_parser("check-config", help="validate settings and mappings, print a summary")
-    check.set_defaults(func=cmd_check_config)
+COMMANDS: dict[str, Command] = {
+    "run": cmd_run,
+    "preview": cmd_preview,
+    "ping": cmd_ping,
+    "check-config": cmd_check_config,
+    "dlq": cmd_dlq,
+    "trace": cmd_trace,
+    "status": cmd_status,
+    "replay": cmd_replay,
+    "delete-user": cmd_delete_user,
+    "metrics": cmd_metrics,
+    "probe": cmd_probe,
+    "completion": cmd_completion,
+}
 
-    dlq = sub.add_parser("dlq", help="inspect, replay or purge dead-lettered calls")
-    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
-    for name, text in (
-        ("list", "list entries"),
-        ("show", "show entries in full"),
-        ("replay", "send entries again"),
-        ("purge", "delete entries"),
-    ):
-        p = dlq_sub.add_parser(name, help=text)
-        p.add_argument("ids", nargs="*", help="entry ids (default: every entry the filters match)")
-        p.add_argument("--status", type=int, help="HTTP status, e.g. 400")
-        p.add_argument("--action", help="updateUserProfile, trackEvent, deleteUser")
-        p.add_argument("--message-id", help="entries holding this messageId")
-        p.add_argument("--older-than", help="age, e.g. 30m, 2h, 1d")
-        p.add_argument("--newer-than", help="age, e.g. 30m, 2h, 1d")
-        p.add_argument("--limit", type=int, default=None)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.add_argument("--destination", help="which destination's dead letters")
-        if name == "purge":
-            p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    dlq.set_defaults(func=cmd_dlq)
 
-    trace = sub.add_parser("trace", help="print what happened to one event (by messageId)")
-    trace.add_argument("message_id")
-    trace.add_argument("--json", action="store_true", help="the raw records")
-    trace.set_defaults(func=cmd_trace)
+def _redis_problem(settings: Settings, ex: redis.RedisError) -> str:
+    return f"cannot reach {_choice.describe(settings.effective_redis_url)}: {ex}"
 
-    status = sub.add_parser("status", help="queues, dead letters, workers, throughput, errors")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for workers")
-    status.add_argument("--destination", help="only this destination (default: all)")
-    status.set_defaults(func=cmd_status)
 
-    replay = sub.add_parser("replay", help="send an NDJSON file of Segment events through ingest")
-    replay.add_argument("file", help="NDJSON: one Segment event per line (an export, an archive)")
-    replay.add_argument("--rate", type=float, default=None, help="at most N events per second")
-    replay.add_argument("--url", default=None, help="ingest URL (default http://127.0.0.1:$PORT)")
-    replay.add_argument("--write-key", default=None, help="default: the first INGEST_WRITE_KEYS")
-    replay.add_argument("--batch-size", type=int, default=100, help="events per request")
-    replay.add_argument("--destination", help="whose write key to send with")
-    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
-    replay.set_defaults(func=cmd_replay)
-
-    delete = sub.add_parser(
-        "delete-user", help="delete users' Pushwoosh profiles (GDPR), after their queued events"
-    )
-    delete.add_argument("user_ids", nargs="*", help="Segment userIds to delete")
-    delete.add_argument("--file", help="a file of userIds, one per line (- for stdin)")
-    delete.add_argument("--destination", help="which destination (when there are several)")
-    delete.set_defaults(func=cmd_delete_user)
-
-    metrics = sub.add_parser("metrics", help="serve the fleet-wide Prometheus metrics")
-    metrics.add_argument("--port", type=int, default=9100)
-    metrics.add_argument("--address", default="127.0.0.1")
-    metrics.add_argument("--destination", help="only this destination (default: all)")
-    metrics.set_defaults(func=cmd_metrics)
-    return parser
+def _find_the_fleet(args: argparse.Namespace) -> None:
+    """Use the Redis `run` recorded in the data directory when REDIS_URL is unset."""
+    global _choice
+    _choice = locate.choose_redis(os.environ, Path(args.data_dir))
+    if _choice.url is not None and args.command != "run":
+        os.environ["REDIS_URL"] = _choice.url
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser(COMMANDS).parse_args(argv)
+    _find_the_fleet(args)
     _configure_logging()
     try:
         result: Any = args.func(args)
     except ConfigError as ex:
         print(f"pushwoosh-fleet: {ex}", file=sys.stderr)
         return 2
+    except redis.RedisError as ex:
+        settings = load_settings(os.environ)
+        print(f"pushwoosh-fleet {args.command}: {_redis_problem(settings, ex)}", file=sys.stderr)
+        return UNREACHABLE
+    except Unreachable as ex:
+        print(f"pushwoosh-fleet {ex}", file=sys.stderr)
+        return UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
     return int(result or 0)
 
 

@@ -1,5 +1,8 @@
 """`pushwoosh-fleet replay FILE`: send an NDJSON file of Segment events through the fleet.
 
+FILE may be gzipped (recognised by its content, whatever its name) and `-` reads standard
+input, so `zcat`, `aws s3 cp ... -` and friends can pipe an archive straight in.
+
 Events go to ingest's `/v1/batch` over HTTP like from any Segment library, so they pass the same
 validation, dedupe and limits. Lines are sent in batches (and under the request size limit);
 a batch ingest refuses as invalid is resent one event at a time, so each bad line is reported
@@ -9,12 +12,16 @@ JSON objects are reported by line number and skipped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gzip
+import io
 import json
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 from tqdm import tqdm
@@ -58,9 +65,36 @@ class ReplaySummary:
 Item = tuple[int, dict[str, Any], int]  # line number, event, size in bytes
 
 
-def read_events(path: Path, summary: ReplaySummary) -> Iterator[Item]:
-    """Events of an NDJSON file; bad lines go to summary.rejected and are skipped."""
-    with path.open("rb") as handle:
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(raw: IO[bytes]) -> bool:
+    if isinstance(raw, io.BufferedReader):
+        return raw.peek(2)[:2] == GZIP_MAGIC
+    if raw.seekable():
+        head = raw.read(2)
+        raw.seek(-len(head), io.SEEK_CUR)
+        return head == GZIP_MAGIC
+    return False
+
+
+@contextlib.contextmanager
+def open_lines(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[Iterable[bytes]]:
+    """The NDJSON lines of a file or of stdin (`-`), gunzipped when they are gzip."""
+    with contextlib.ExitStack() as stack:
+        if str(source) == "-":
+            raw: IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
+        else:
+            raw = stack.enter_context(open(source, "rb"))
+        if _is_gzip(raw):
+            yield stack.enter_context(gzip.GzipFile(fileobj=raw))
+        else:
+            yield raw
+
+
+def read_events(handle: Iterable[bytes], summary: ReplaySummary) -> Iterator[Item]:
+    """Events of NDJSON lines; bad lines go to summary.rejected and are skipped."""
+    try:
         for line_no, raw in enumerate(handle, start=1):
             summary.lines += 1
             if not raw.strip():
@@ -74,6 +108,8 @@ def read_events(path: Path, summary: ReplaySummary) -> Iterator[Item]:
                 summary.rejected.append((line_no, "not a JSON object"))
                 continue
             yield line_no, event, len(raw)
+    except (OSError, EOFError) as ex:  # a truncated or corrupt gzip stream
+        raise ReplayError(f"cannot read past line {summary.lines}: {ex}") from ex
 
 
 def batches(items: Iterator[Item], batch_size: int) -> Iterator[list[Item]]:
@@ -182,13 +218,19 @@ def _reason(response: requests.Response) -> str:
     return response.text[:300]
 
 
-def count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
+def count_lines(source: str | Path) -> int | None:
+    """Lines of a plain file, for the progress bar; None for stdin or gzip (read once only)."""
+    if str(source) == "-":
+        return None
+    with open(source, "rb") as handle:
+        if handle.read(2) == GZIP_MAGIC:
+            return None
+        handle.seek(0)
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def replay_file(
-    path: Path,
+    source: str | Path,
     url: str,
     write_key: str,
     *,
@@ -197,23 +239,28 @@ def replay_file(
     progress: bool | None = None,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stdin: IO[bytes] | None = None,
 ) -> ReplaySummary:
-    """Send every event of an NDJSON file to ingest; the summary says what became of each line.
+    """Send every event of an NDJSON file (gzipped or not; `-` = stdin) to ingest; the summary
+    says what became of each line.
 
     progress: True shows a bar, False hides it, None shows it on a terminal only.
     """
     summary = ReplaySummary()
     replayer = Replayer(url, write_key, session=session, sleep=sleep)
     limit = RateLimit(rate_per_s, sleep=sleep)
-    total = count_lines(path)
-    with tqdm(
-        total=total,
-        unit="line",
-        desc="replaying",
-        disable=None if progress is None else not progress,
-    ) as bar:
+    total = count_lines(source)
+    with (
+        open_lines(source, stdin) as handle,
+        tqdm(
+            total=total,
+            unit="line",
+            desc="replaying",
+            disable=None if progress is None else not progress,
+        ) as bar,
+    ):
         done = 0
-        for batch in batches(read_events(path, summary), batch_size):
+        for batch in batches(read_events(handle, summary), batch_size):
             limit.take(len(batch))
             replayer.send(batch, summary)
             bar.update(summary.lines - done)

@@ -1,8 +1,10 @@
 """`pushwoosh-fleet run`: the whole fleet for one machine in one command.
 
 Starts (as child processes) an embedded Redis when REDIS_URL is not set, the ingest web server
-(gunicorn) and one Celery worker; Ctrl-C or SIGTERM stops them in reverse order, each with a warm
-shutdown, so in-flight batches finish or stay pending in Redis.
+(gunicorn) and one Celery worker, and serves the fleet-wide gauges itself (FLEET_METRICS_PORT);
+Ctrl-C or SIGTERM stops them in reverse order, each with a warm shutdown, so in-flight batches
+finish or stay pending in Redis. Where its Redis and ingest are is recorded in the data
+directory (fleet/locate.py), so other commands run in the same directory find them.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from types import FrameType
 import requests
 
 from config.settings import Settings, load_settings
+from fleet import locate
 from fleet.embedded_redis import EmbeddedRedis
+from fleet.exporter import exporter_registry
+from store.client import redis_for
+from telemetry import exposition
 from worker.pushwoosh import DRY_RUN_BANNER
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = ".pushwoosh-fleet"
+DEFAULT_DATA_DIR = locate.DEFAULT_DATA_DIR
 
 
 def _bin(name: str) -> str:
@@ -79,9 +85,20 @@ class Fleet:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.write_key: str | None = None
         self.settings: Settings | None = None
+        self.listener: exposition.Listener | None = None
+
+    def _refuse_a_second_fleet(self) -> None:
+        """Two fleets on one data directory would share (and corrupt) one Redis' files."""
+        running = locate.recorded(self.data_dir)
+        if running is not None and running.pid != os.getpid() and locate.alive(running.pid):
+            raise RuntimeError(
+                f"a fleet started from {self.data_dir} is already running (pid {running.pid}, "
+                f"ingest {running.ingest_url}); stop it first, or use another --data-dir"
+            )
 
     def start(self) -> None:
         settings = load_settings(self.env)  # fail before starting anything
+        self._refuse_a_second_fleet()
         if settings.redis_url is None:
             self.redis = EmbeddedRedis(self.data_dir / "redis").start()
             self.env["REDIS_URL"] = self.redis.url
@@ -117,7 +134,32 @@ class Fleet:
         )  # fmt: skip
         self.children.append(("worker", worker))
         _wait_healthy(f"http://127.0.0.1:{settings.port}/healthz", web, timeout_s=30)
+        self.listener = exposition.serve(
+            exporter_registry(settings, self.env, redis_for(settings, socket_timeout=5)),
+            settings.metrics_address,
+            settings.fleet_metrics_port,
+            "fleet",
+        )
+        locate.record(
+            self.data_dir,
+            locate.RunningFleet(
+                redis_url=settings.effective_redis_url,
+                ingest_url=f"http://127.0.0.1:{settings.port}",
+                pid=os.getpid(),
+                write_key_file=str(self.data_dir / "write-key") if self.write_key else None,
+                metrics=self._metrics_urls(settings),
+            ),
+        )
         self._print_howto(settings)
+
+    def _metrics_urls(self, settings: Settings) -> dict[str, str]:
+        ports = {
+            "ingest": settings.metrics_port,
+            "worker": settings.worker_metrics_port,
+            "fleet": settings.fleet_metrics_port if self.listener else 0,
+        }
+        host = settings.metrics_address
+        return {role: f"http://{host}:{port}/metrics" for role, port in ports.items() if port}
 
     def _print_howto(self, settings: Settings) -> None:
         base = f"http://127.0.0.1:{settings.port}"
@@ -130,7 +172,11 @@ class Fleet:
                 if self.write_key
                 else ""
             )
-            + "  try:\n"
+            + "  metrics: "
+            + ", ".join(f"{role} {url}" for role, url in self._metrics_urls(settings).items())
+            + "\n  watch it from another terminal, in this directory:\n"
+            "    pushwoosh-fleet status   (and trace, dlq, replay...: they find this fleet)\n"
+            "  try:\n"
             f"    curl{auth} -H 'Content-Type: application/json' {base}/v1/track \\\n"
             '      -d \'{"userId":"user-1","event":"Order Completed",'
             '"properties":{"total":59.9}}\'\n'
@@ -149,6 +195,9 @@ class Fleet:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        locate.forget(self.data_dir, os.getpid())
+        if self.listener is not None:
+            self.listener.stop()
         for _name, child in reversed(self.children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)  # warm shutdown for both gunicorn and celery
@@ -172,6 +221,9 @@ def run_fleet(port: int | None, concurrency: int, data_dir: str) -> int:
     try:
         fleet.start()
         return fleet.wait()
+    except RuntimeError as ex:
+        print(f"pushwoosh-fleet run: {ex}", file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         print("\nstopping: finishing in-flight batches…", flush=True)
         return 0

@@ -1,8 +1,10 @@
 """`pushwoosh-fleet status`: the fleet at a glance.
 
-Queue depth per shard, the retry schedule (size, next due), dead letters, live workers (the
-Celery workers that answer a ping and consume this prefix's queue), events delivered this
-minute and the one before, and the shared back-off with the last Pushwoosh error.
+Queue depth per shard, the oldest queued event, the retry schedule (size, next due), dead
+letters, live workers (the Celery workers that answer a ping and consume this prefix's queue),
+events delivered this minute and the one before, and the shared back-off with the last Pushwoosh
+error. `assess` turns that into healthy or degraded, with the reasons, for the exit code:
+0 healthy, 1 degraded, 2 unreachable (cli.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class FleetStatus:
     last_error: dict[str, str]
     workers: list[str] | None  # None: could not ask the workers
     now_ms: int
+    oldest_event_ms: int | None = None  # when the oldest queued event was stored
+
+    @property
+    def oldest_age_s(self) -> float:
+        if self.oldest_event_ms is None:
+            return 0.0
+        return max(0, self.now_ms - self.oldest_event_ms) / 1000
 
     @property
     def queued(self) -> int:
@@ -60,6 +69,7 @@ def read_status(
     for shard in range(settings.shards):
         shard_keys = keys.shard(shard)
         pipe.xlen(shard_keys.stream)
+        pipe.xrange(shard_keys.stream, count=1)
         pipe.zcard(shard_keys.retry)
         pipe.zrange(shard_keys.retry, 0, 0, withscores=True)
         pipe.xlen(shard_keys.dlq)
@@ -68,22 +78,52 @@ def read_status(
     pipe.hgetall(keys.circuit)
     pipe.hgetall(keys.last_error)
     results = pipe.execute()
-    per_shard = [results[i * 6 : i * 6 + 6] for i in range(settings.shards)]
+    per_shard = [results[i * 7 : i * 7 + 7] for i in range(settings.shards)]
     circuit, last_error = results[-2:]
-    dues = [int(first[0][1]) for _, _, first, _, _, _ in per_shard if first]
+    dues = [int(row[3][0][1]) for row in per_shard if row[3]]
+    firsts = [int(_text(row[1][0][0]).split("-", 1)[0]) for row in per_shard if row[1]]
     return FleetStatus(
         destination=destination,
-        queue_depths=[int(depth) for depth, *_ in per_shard],
-        retry_scheduled=sum(int(count) for _, count, *_ in per_shard),
+        queue_depths=[int(row[0]) for row in per_shard],
+        retry_scheduled=sum(int(row[2]) for row in per_shard),
         next_retry_ms=min(dues) if dues else None,
-        dead_letters=sum(int(row[3]) for row in per_shard),
-        delivered_this_minute=sum(int(row[4] or 0) for row in per_shard),
-        delivered_last_minute=sum(int(row[5] or 0) for row in per_shard),
+        dead_letters=sum(int(row[4]) for row in per_shard),
+        delivered_this_minute=sum(int(row[5] or 0) for row in per_shard),
+        delivered_last_minute=sum(int(row[6] or 0) for row in per_shard),
         circuit={_text(k): _text(v) for k, v in circuit.items()},
         last_error={_text(k): _text(v) for k, v in last_error.items()},
         workers=list_workers(),
         now_ms=int(now_s * 1000),
+        oldest_event_ms=min(firsts) if firsts else None,
     )
+
+
+def delivery_paused(status: FleetStatus) -> bool:
+    circuit = status.circuit
+    return int(circuit.get("failures") or 0) > 0 and (
+        int(circuit.get("open_until_ms") or 0) > status.now_ms
+    )
+
+
+def assess(statuses: list[FleetStatus], stale_after_s: float) -> list[str]:
+    """Why the fleet is degraded (empty: healthy): no live worker, delivery paused, or an event
+    queued longer than stale_after_s."""
+    problems = []
+    workers = statuses[0].workers if statuses else []
+    if workers is None:
+        problems.append("could not ask the workers (the broker did not answer)")
+    elif not workers:
+        problems.append("no live worker: nothing is delivering")
+    for status in statuses:
+        name = status.destination
+        if delivery_paused(status):
+            why = status.circuit.get("reason") or "Pushwoosh failing"
+            problems.append(f"{name}: sending is paused ({why})")
+        if status.oldest_age_s > stale_after_s:
+            problems.append(
+                f"{name}: the oldest queued event has waited {_duration(status.oldest_age_s)}"
+            )
+    return problems
 
 
 def celery_workers(queue: str, timeout_s: float) -> list[str] | None:
@@ -129,7 +169,8 @@ def _duration(seconds: float) -> str:
 def format_status(status: FleetStatus) -> str:
     lines = [f"destination   {status.destination}"]
     depths = ", ".join(f"shard {i}: {n}" for i, n in enumerate(status.queue_depths))
-    lines.append(f"queued        {status.queued} events ({depths})")
+    oldest = f", oldest {_duration(status.oldest_age_s)} old" if status.queued else ""
+    lines.append(f"queued        {status.queued} events ({depths}){oldest}")
     retry = f"retry         {status.retry_scheduled} requests scheduled"
     if status.next_retry_ms is not None:
         retry += f", next due {_when(status.next_retry_ms, status.now_ms)}"

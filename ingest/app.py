@@ -40,7 +40,7 @@ from ingest.errors import (
 )
 from ingest.publish import Publisher
 from ingest.routing import Route, Router
-from ingest.telemetry import IngestTelemetry, MetricsResource
+from ingest.telemetry import IngestTelemetry
 from store.client import redis_for, warn_if_evicting
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,9 @@ def create_app(
 ) -> App:
     """Build the app from what it is handed (tests pass their own clock and ids).
 
-    With `telemetry` whose Redis client is set (metrics and event history, see
-    ingest/telemetry.py) the app counts every request and serves the fleet-wide metrics on
-    /metrics.
+    `telemetry` counts every request (and, given a Redis client, records event history; see
+    ingest/telemetry.py). Metrics are served by the metrics listener (METRICS_PORT), never on
+    this app's public port.
     """
     for each in router.publishers:
         each.try_ensure_streams()
@@ -81,11 +81,6 @@ def create_app(
     app.add_route("/v1/projects/{write_key}/settings", _SdkSettings(settings, router))
     app.add_route("/healthz", _Health())
     app.add_route("/readyz", _Ready(settings, router.publishers))
-    if telemetry.client is not None:
-        shards = {route.destination: route.publisher.shards for route in router.routes}
-        app.add_route(
-            "/metrics", MetricsResource(telemetry.client, settings.redis_key_prefix, shards)
-        )
     app.add_error_handler(Exception, _on_unexpected_error)
     app.add_error_handler(falcon.HTTPError, _on_http_error)
     app.add_error_handler(IngestError, _on_ingest_error)

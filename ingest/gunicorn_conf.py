@@ -6,15 +6,22 @@
 directory.) PORT, WEB_CONCURRENCY, GUNICORN_THREADS, GUNICORN_ACCESS_LOG and LOG_LEVEL are
 settings like any other (config/settings.py); an invalid one stops gunicorn here with every
 problem named.
+
+Metrics: each worker process counts in prometheus-client's multiprocess mode, in a directory the
+master makes fresh at start; the master serves their sum on METRICS_ADDRESS:METRICS_PORT (one
+listener per ingest server, never the public port).
 """
 
 import gc
 import os
+import shutil
 import sys
+from typing import Any
 
 from config.destinations import all_secrets, load_destinations
 from config.errors import ConfigError
 from config.settings import load_settings
+from telemetry import exposition
 from telemetry.logs import gunicorn_logconfig
 
 try:
@@ -55,3 +62,34 @@ def post_worker_init(worker: object) -> None:
     runs each).
     """
     gc.freeze()
+
+
+_metrics: dict[str, Any] = {}
+
+
+def on_starting(server: object) -> None:
+    """The master, before any worker: a fresh directory for the workers' metrics."""
+    _metrics["dir"] = exposition.fresh_multiprocess_dir("ingest")
+    os.environ[exposition.MULTIPROC_ENV] = _metrics["dir"]
+
+
+def when_ready(server: object) -> None:
+    registry = exposition.serving_registry("ingest", _metrics["dir"])
+    _metrics["listener"] = exposition.serve(
+        registry, _settings.metrics_address, _settings.metrics_port, "ingest"
+    )
+
+
+def post_fork(server: object, worker: object) -> None:
+    exposition.use_multiprocess(_metrics["dir"])
+
+
+def child_exit(server: object, worker: Any) -> None:
+    exposition.mark_process_dead(worker.pid, _metrics["dir"])
+
+
+def on_exit(server: object) -> None:
+    listener = _metrics.get("listener")
+    if listener is not None:
+        listener.stop()
+    shutil.rmtree(_metrics["dir"], ignore_errors=True)

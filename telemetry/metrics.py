@@ -1,45 +1,33 @@
-"""Fleet-wide Prometheus metrics, correct with any number of processes and machines.
+"""Each process's own Prometheus metrics: what it counted, for a per-pod scrape.
 
-Every process (gunicorn workers, Celery pool processes) counts locally, which is cheap and
-thread-safe, and a daemon thread adds its increments to Redis hashes about once a second in one
-pipeline (`RedisKeys.metric`, one field per label set). Histograms are
-stored as per-bucket counters plus a sum and a count. So no process holds the fleet's numbers,
-and none needs a shared multiprocess directory: any process can serve them, because
-`FleetCollector` reads the hashes (plus live gauges: queue depth, retry schedule, dead letters)
-and yields ordinary Prometheus metric families. Increments that cannot be written (Redis away)
-stay in memory and go out with the next flush.
+Every process counts what it did (requests answered, events read, calls delivered...) in
+prometheus-client counters and histograms, and a listener of its own serves them
+(`telemetry/exposition.py`): nothing is shared through Redis, so Prometheus sums processes with
+`sum()` and nothing is counted twice. Processes that fork workers (gunicorn, Celery's prefork
+pool) use prometheus-client's multiprocess mode, so one listener serves them all.
+
+Every series a delivery counts carries a `destination` label; ingest counts requests that
+reached no destination under `(none)`.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import json
-import logging
-import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import redis
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-from config.redis_keys import RedisKeys
-
-logger = logging.getLogger(__name__)
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 NAMESPACE = "pushwoosh_fleet"
-FLUSH_INTERVAL_S = 1.0
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Events per request: 100 is Pushwoosh's limit for post-events.
 BATCH_SIZE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 99.0, 100.0)
+# From acceptance to delivery: milliseconds on a healthy fleet (the benchmark's p99 at half
+# saturation is 34 ms), up to RETRY_MAX_AGE_S (4 h) for a call retried to the end.
+LAG_BUCKETS_S = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    14400.0,
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +35,17 @@ class MetricSpec:
     name: str  # without the namespace, and without `_total` for counters
     kind: str  # "counter" or "histogram"
     help: str
-    labels: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # besides `destination`
     buckets: tuple[float, ...] = ()
+    per_destination: bool = True
+
+    @property
+    def full_name(self) -> str:
+        return f"{NAMESPACE}_{self.name}"
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return ("destination", *self.labels) if self.per_destination else self.labels
 
 
 SPECS: dict[str, MetricSpec] = {
@@ -82,9 +79,7 @@ SPECS: dict[str, MetricSpec] = {
             LATENCY_BUCKETS_S,
         ),
         MetricSpec("events_read", "counter", "events read from the streams by workers", ("src",)),
-        MetricSpec(
-            "events_unmatched", "counter", "events no mapping matched (nothing to send)", ()
-        ),
+        MetricSpec("events_unmatched", "counter", "events no mapping matched (nothing to send)"),
         MetricSpec(
             "events_skipped",
             "counter",
@@ -100,11 +95,14 @@ SPECS: dict[str, MetricSpec] = {
             ("action", "reason"),
         ),
         MetricSpec(
-            "batch_size",
+            "delivery_lag_seconds",
             "histogram",
-            "events per Pushwoosh request",
-            ("path",),
-            BATCH_SIZE_BUCKETS,
+            "from ingest storing an event to Pushwoosh accepting a call made from it",
+            ("action",),
+            LAG_BUCKETS_S,
+        ),
+        MetricSpec(
+            "batch_size", "histogram", "events per Pushwoosh request", ("path",), BATCH_SIZE_BUCKETS
         ),
         MetricSpec(
             "pushwoosh_requests",
@@ -123,291 +121,77 @@ SPECS: dict[str, MetricSpec] = {
             "trace_dropped",
             "counter",
             "event history records not kept because the hour's trace cap was reached",
+            per_destination=False,
         ),
     )
 }
 
 
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else f"{bound:g}"
+class FleetMetrics:
+    """The prometheus-client objects of every spec, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.families: dict[str, Counter | Histogram] = {}
+        for spec in SPECS.values():
+            if spec.kind == "counter":
+                self.families[spec.name] = Counter(
+                    spec.full_name, spec.help, spec.label_names, registry=registry
+                )
+            else:
+                self.families[spec.name] = Histogram(
+                    spec.full_name, spec.help, spec.label_names, registry=registry,
+                    buckets=spec.buckets,
+                )  # fmt: skip
 
 
-def _field(values: Sequence[str], suffix: str | None = None) -> str:
-    """Label values (and a histogram part) as one hash field; JSON, so any value is safe."""
-    return json.dumps([*values, suffix] if suffix is not None else list(values))
+class Counts:
+    """Counting for one destination: `inc` and `observe` by metric name and label values.
 
-
-class Recorder:
-    """Counts in this process; a daemon thread adds the increments to Redis every second.
-
-    `extra_writers` get the same pipeline at each flush (the trace buffer uses it), so a flush is
-    one round trip. A forked child starts afresh: it never flushes what its parent counted.
+    Each label set's child is looked up once and kept, so a count costs about a microsecond.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis | None,
-        keys: RedisKeys,
-        *,
-        interval_s: float = FLUSH_INTERVAL_S,
-    ) -> None:
-        self._client = client
-        self._keys = keys
-        self._interval_s = interval_s
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str], float] = {}
-        self._fields: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
-        self._writers: list[PipelineWriter] = []
-        self._pid = os.getpid()
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._failures = 0
-        if client is not None:
-            atexit.register(self.flush_at_exit)
+    def __init__(self, metrics: FleetMetrics, destination: str | None) -> None:
+        self._metrics = metrics
+        self._destination = destination
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
-    def add_writer(self, writer: PipelineWriter) -> None:
-        self._writers.append(writer)
+    def child(self, name: str, *labels: str) -> Any:
+        """The counter or histogram of one label set, to count with directly on hot paths."""
+        return self._child(name, labels)
 
-    # -- counting ------------------------------------------------------------------------------
+    def _child(self, name: str, labels: tuple[str, ...]) -> Any:
+        key = (name, labels)
+        child = self._children.get(key)
+        if child is None:
+            values = labels if not SPECS[name].per_destination else (self._destination, *labels)
+            family = self._metrics.families[name]
+            child = family.labels(*values) if values else family
+            self._children[key] = child
+        return child
+
     def inc(self, name: str, *labels: str, amount: float = 1) -> None:
-        # Called for every event: the (key, field) pair is built once per label set.
-        cache_key = (name, labels)
-        field = self._fields.get(cache_key)
-        if field is None:
-            field = self._fields[cache_key] = (self._keys.metric(name), _field(labels))
-        with self._lock:
-            self._ensure_started()
-            self._counts[field] = self._counts.get(field, 0) + amount
+        self._child(name, labels).inc(amount)
 
     def observe(self, name: str, value: float, *labels: str) -> None:
-        spec = SPECS[name]
-        key = self._keys.metric(name)
-        bucket = next((b for b in spec.buckets if value <= b), float("inf"))
-        with self._lock:
-            self._ensure_started()
-            for suffix, amount in ((_le(bucket), 1.0), ("count", 1.0), ("sum", float(value))):
-                field = (key, _field(labels, suffix))
-                self._counts[field] = self._counts.get(field, 0) + amount
-
-    def _ensure_started(self) -> None:
-        """Start the flusher on first use in this process (called with the lock held)."""
-        if self._pid != os.getpid():  # a forked child: the parent's counts are not ours
-            self._pid = os.getpid()
-            self._counts.clear()
-            self._thread = None
-        if self._thread is None and self._client is not None:
-            self._thread = threading.Thread(
-                target=self._loop, name="pushwoosh-metrics", daemon=True
-            )
-            self._thread.start()
-
-    def wake(self) -> None:
-        """Ask the flusher to write now instead of at the next tick."""
-        with self._lock:
-            self._ensure_started()
-        self._wake.set()
-
-    # -- flushing ------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self._interval_s)
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # the flusher must outlive anything a flush meets
-                logger.exception("metrics: flush failed")
-
-    def flush(self) -> None:
-        if self._client is None or self._pid != os.getpid():
-            return
-        with self._lock:
-            counts, self._counts = self._counts, {}
-        batches = [(writer, writer.take()) for writer in self._writers]
-        batches = [(writer, batch) for writer, batch in batches if batch]
-        if not counts and not batches:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for (key, field), amount in counts.items():
-            # Sums are floats; every other field only ever holds integers.
-            if field.endswith('"sum"]'):
-                pipe.hincrbyfloat(key, field, amount)
-            else:
-                pipe.hincrby(key, field, int(amount))
-        calls = [writer.write(pipe, batch) for writer, batch in batches]
-        try:
-            # A failed command (a key of the wrong type) must not undo or repeat the others.
-            results = pipe.execute(raise_on_error=False)
-        except redis.RedisError as ex:
-            self._failures += 1
-            if self._failures in (1, 10) or self._failures % 100 == 0:
-                logger.warning("metrics: cannot write to Redis (%d times): %s", self._failures, ex)
-            with self._lock:
-                for key_field, amount in counts.items():
-                    self._counts[key_field] = self._counts.get(key_field, 0) + amount
-            for writer, batch in batches:
-                writer.restore(batch)
-            return
-        self._failures = 0
-        position = len(counts)
-        for (writer, _), count in zip(batches, calls, strict=True):
-            writer.written(results[position : position + count], self)
-            position += count
-
-    def flush_at_exit(self) -> None:
-        try:
-            self.flush()
-        except Exception:  # at exit, Redis may be gone already
-            logger.debug("metrics: final flush failed", exc_info=True)
+        self._child(name, labels).observe(value)
 
 
-class PipelineWriter:
-    """Something that writes its own buffered data in the recorder's flush pipeline."""
-
-    def take(self) -> Any:
-        """Return (and forget) what to write; falsy when there is nothing."""
-        raise NotImplementedError
-
-    def write(self, pipe: Any, batch: Any) -> int:
-        """Queue commands on pipe; return how many replies they produce."""
-        raise NotImplementedError
-
-    def restore(self, batch: Any) -> None:
-        """The write failed: keep the batch for the next flush (within bounds)."""
-
-    def written(self, replies: list[Any], recorder: Recorder) -> None:
-        """The write went through; replies are those of the commands queued in `write`."""
+_lock = threading.Lock()
+_process_metrics: FleetMetrics | None = None
+PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
 
 
-# -- exposition ------------------------------------------------------------------------------
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def process_metrics() -> FleetMetrics:
+    """This process's metrics, in PROCESS_REGISTRY, made on first use.
 
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """One destination to report: its keys, its shards, and whether to read its queue gauges
-    (not for the counters of requests that never reached a destination)."""
-
-    keys: RedisKeys
-    shards: int
-    gauges: bool = True
-
-
-class FleetCollector:
-    """Yields the fleet-wide metrics from Redis, so any process can serve them.
-
-    Every series carries a `destination` label; one collector serves one or several
-    destinations, each read from its own keys.
+    First use comes after any switch to multiprocess mode (`exposition.use_multiprocess`), in
+    the process that counts: a gunicorn worker, a Celery worker or pool process.
     """
-
-    def __init__(
-        self, client: redis.Redis, targets: Iterable[Target], specs: Iterable[MetricSpec] = ()
-    ) -> None:
-        self._client = client
-        self._targets = list(targets)
-        self._specs = list(specs) or list(SPECS.values())
-
-    def describe(self) -> list[Metric]:
-        return []  # nothing to describe ahead: the families come from Redis at each scrape
-
-    def collect(self) -> Iterator[Metric]:
-        pipe = self._client.pipeline(transaction=False)
-        for target in self._targets:
-            for spec in self._specs:
-                pipe.hgetall(target.keys.metric(spec.name))
-            if target.gauges:
-                for shard in range(target.shards):
-                    pipe.xlen(target.keys.shard(shard).stream)
-                    pipe.zcard(target.keys.shard(shard).retry)
-                    pipe.xlen(target.keys.shard(shard).dlq)
-        results = iter(pipe.execute())
-        per_spec: dict[str, list[tuple[str, dict[str, float]]]] = {s.name: [] for s in self._specs}
-        depth = GaugeMetricFamily(
-            f"{NAMESPACE}_queue_depth",
-            "events waiting in a shard's stream",
-            labels=["destination", "shard"],
-        )
-        retry = GaugeMetricFamily(
-            f"{NAMESPACE}_retry_scheduled",
-            "requests waiting on the retry schedule",
-            labels=["destination"],
-        )
-        dead = GaugeMetricFamily(
-            f"{NAMESPACE}_dead_letters", "entries in the dead-letter queue", labels=["destination"]
-        )
-        for target in self._targets:
-            name = target.keys.destination
-            for spec in self._specs:
-                raw = next(results)
-                per_spec[spec.name].append(
-                    (name, {_text(k): float(_text(v)) for k, v in raw.items()})
-                )
-            if not target.gauges:
-                continue
-            scheduled = dead_letters = 0.0
-            for shard in range(target.shards):
-                depth.add_metric([name, str(shard)], float(next(results)))
-                scheduled += float(next(results))
-                dead_letters += float(next(results))
-            retry.add_metric([name], scheduled)
-            dead.add_metric([name], dead_letters)
-        for spec in self._specs:
-            data = per_spec[spec.name]
-            yield _counter(spec, data) if spec.kind == "counter" else _histogram(spec, data)
-        yield depth
-        yield retry
-        yield dead
-
-
-def _counter(spec: MetricSpec, per_destination: list[tuple[str, dict[str, float]]]) -> Metric:
-    family = CounterMetricFamily(
-        f"{NAMESPACE}_{spec.name}", spec.help, labels=["destination", *spec.labels]
-    )
-    for destination, data in per_destination:
-        for field, value in sorted(data.items()):
-            labels = [str(v) for v in json.loads(field)]
-            if len(labels) == len(spec.labels):
-                family.add_metric([destination, *labels], value)
-    return family
-
-
-def _histogram(spec: MetricSpec, per_destination: list[tuple[str, dict[str, float]]]) -> Metric:
-    family = HistogramMetricFamily(
-        f"{NAMESPACE}_{spec.name}", spec.help, labels=["destination", *spec.labels]
-    )
-    for destination, data in per_destination:
-        series: dict[tuple[str, ...], dict[str, float]] = {}
-        for field, value in data.items():
-            *values, part = (str(v) for v in json.loads(field))
-            if len(values) == len(spec.labels):
-                series.setdefault(tuple(values), {})[part] = value
-        for labels, parts in sorted(series.items()):
-            cumulative = 0.0
-            buckets: list[tuple[str, float]] = []
-            for bound in (*spec.buckets, float("inf")):
-                cumulative += parts.get(_le(bound), 0.0)
-                buckets.append((_le(bound), cumulative))
-            family.add_metric([destination, *labels], buckets, parts.get("sum", 0.0))
-    return family
-
-
-def render(client: redis.Redis, targets: Iterable[Target]) -> tuple[bytes, str]:
-    """The fleet-wide metrics in Prometheus text format, and its content type."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(client, targets))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def serve(
-    client: redis.Redis, targets: Iterable[Target], port: int, addr: str
-) -> Callable[[], None]:
-    """Serve /metrics on its own port (a worker-only machine); returns a stop function."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(client, targets))
-    server, thread = start_http_server(port, addr=addr, registry=registry)
-
-    def stop() -> None:
-        server.shutdown()
-        thread.join(timeout=5)
-
-    return stop
+    global _process_metrics
+    with _lock:
+        if _process_metrics is None:
+            # `_created` series double the exposition and no dashboard here reads them.
+            disable_created_metrics()  # type: ignore[no-untyped-call]
+            _process_metrics = FleetMetrics(PROCESS_REGISTRY)
+        return _process_metrics

@@ -9,8 +9,8 @@ message's first one too, and what does not fit is dropped (counted as `trace_dro
 history stays inside its budget whatever the traffic. A lookup reads the window's hashes in one
 pipeline.
 
-Processes buffer records (`TraceBuffer`) and the metrics flusher writes them in its pipeline, so
-tracing costs no extra round trip on the delivery path.
+Processes buffer records (`TraceBuffer`) and a background flusher (`telemetry/flusher.py`)
+writes them about once a second, so tracing costs no round trip on the delivery path.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import redis
 from config.redis_keys import trace_bucket, trace_bucket_bytes
 from config.settings import Settings
 from store import scripts
-from telemetry.metrics import PipelineWriter, Recorder
+from telemetry.flusher import Flusher, PipelineWriter
 
 HOUR_S = 3600
 # One event's history stops growing here (a call retried 50 times stays readable).
@@ -63,15 +63,17 @@ def make_record(step: str, t_ms: int, **fields: Any) -> str:
 
 
 class TraceBuffer(PipelineWriter):
-    """Records waiting to be written; the metrics recorder flushes them in its pipeline."""
+    """Records waiting to be written; a `Flusher` writes them in its pipeline."""
 
     def __init__(
         self,
         client: redis.Redis,
         settings: Settings,
         on_backlog: Callable[[], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self._on_backlog = on_backlog
+        self._on_dropped = on_dropped
         self._prefix = settings.redis_key_prefix
         self._budget = per_hour_budget(settings)
         self._ttl_s = settings.trace_window_s + HOUR_S
@@ -143,18 +145,26 @@ class TraceBuffer(PipelineWriter):
             if len(self._pending) > MAX_PENDING_RECORDS:
                 del self._pending[: len(self._pending) - MAX_PENDING_RECORDS]
 
-    def written(self, replies: list[Any], recorder: Recorder) -> None:
+    def written(self, replies: list[Any]) -> None:
         dropped = sum(int(r) for r in replies if isinstance(r, int | str | bytes))
-        if dropped:
-            recorder.inc("trace_dropped", amount=dropped)
+        if dropped and self._on_dropped is not None:
+            self._on_dropped(dropped)
 
 
-def attach_trace(recorder: Recorder, client: redis.Redis, settings: Settings) -> TraceBuffer | None:
-    """A trace buffer flushed by `recorder`, or None when tracing is off (TRACE_WINDOW_S=0)."""
+def attach_trace(
+    flusher: Flusher,
+    client: redis.Redis,
+    settings: Settings,
+    on_dropped: Callable[[int], None] | None = None,
+) -> TraceBuffer | None:
+    """A trace buffer written by `flusher`, or None when tracing is off (TRACE_WINDOW_S=0).
+
+    on_dropped(n): n records were not kept (the hour's cap); processes count them in
+    `trace_dropped_total`."""
     if settings.trace_window_s <= 0:
         return None
-    buffer = TraceBuffer(client, settings, on_backlog=recorder.wake)
-    recorder.add_writer(buffer)
+    buffer = TraceBuffer(client, settings, on_backlog=flusher.wake, on_dropped=on_dropped)
+    flusher.add_writer(buffer)
     return buffer
 
 

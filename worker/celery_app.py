@@ -14,24 +14,40 @@ Reliability settings, and why:
   other.
 - visibility_timeout: an hour, far above a drain slice, so no task is redelivered while running.
 - worker_send_task_events / task_send_sent_event: Flower shows workers and tasks out of the box.
+
+Beside Celery, each worker process runs (FleetStep): the pump, the heartbeat its liveness probe
+reads (worker/heartbeat.py), and its metrics listener on METRICS_ADDRESS:WORKER_METRICS_PORT.
+With the prefork pool the children count in prometheus-client's multiprocess mode and the
+worker process serves their sum.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import Any
 
 import redis
 from celery import Celery, bootsteps
-from celery.signals import setup_logging, worker_init, worker_ready
+from celery.concurrency import get_implementation
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 
 from config.destinations import all_secrets, load_destinations
 from config.errors import ConfigError
-from config.redis_keys import RedisKeys, celery_key_prefix, celery_queue
+from config.redis_keys import RedisKeys, celery_key_prefix, celery_queue, worker_heartbeats
 from config.settings import Settings, load_settings
 from store.client import redis_for, warn_if_evicting
+from telemetry import exposition
 from telemetry.logs import configure_logging
+from worker.heartbeat import Heartbeat
 from worker.pump import Pump
 from worker.pushwoosh import DRY_RUN_BANNER
 from worker.runtime import get_runtimes
@@ -93,8 +109,12 @@ def _configure_logging(**_: Any) -> None:
         logging.basicConfig(level=logging.INFO)  # worker_init reports the bad settings
 
 
+# What this worker process runs beside Celery; set up by worker_init and FleetStep.
+_process: dict[str, Any] = {}
+
+
 @worker_init.connect
-def _check_config_at_start(**_: Any) -> None:
+def _check_config_at_start(sender: Any = None, **_: Any) -> None:
     """Fail a worker at start-up, not per event at 3 a.m.: settings and mappings load now."""
     try:
         settings = load_settings(os.environ)
@@ -107,6 +127,38 @@ def _check_config_at_start(**_: Any) -> None:
         if destination.settings.dry_run:
             logger.warning("destination %s: %s", name, DRY_RUN_BANNER)
     warn_if_evicting(redis_for(settings, socket_connect_timeout=2, socket_timeout=5))
+    _prepare_metrics(sender)
+
+
+def _prepare_metrics(worker: Any) -> None:
+    """A pool that forks (prefork) counts in multiprocess mode: switch before it forks."""
+    pool = get_implementation(getattr(worker, "pool_cls", None) or "prefork")
+    if pool.__module__.rsplit(".", 1)[-1] != "prefork":
+        return
+    directory = exposition.fresh_multiprocess_dir("worker")
+    exposition.use_multiprocess(directory)
+    _process["metrics_dir"] = directory
+
+
+@worker_process_shutdown.connect
+def _forget_pool_process(pid: int | None = None, **_: Any) -> None:
+    directory = _process.get("metrics_dir")
+    if directory and pid:
+        exposition.mark_process_dead(pid, directory)
+
+
+@task_prerun.connect
+def _task_started(task_id: str | None = None, **_: Any) -> None:
+    heartbeat = _process.get("heartbeat")
+    if heartbeat is not None and task_id:
+        heartbeat.task_started(task_id)
+
+
+@task_postrun.connect
+def _task_finished(task_id: str | None = None, **_: Any) -> None:
+    heartbeat = _process.get("heartbeat")
+    if heartbeat is not None and task_id:
+        heartbeat.task_finished(task_id)
 
 
 @worker_ready.connect
@@ -118,28 +170,71 @@ def _pump_targets() -> list[tuple[redis.Redis, RedisKeys, Settings]]:
     return [(rt.redis, rt.keys, rt.settings) for rt in get_runtimes().values()]
 
 
-class PumpStep(bootsteps.StartStopStep):
-    """Runs the pump in the worker's main process while the worker runs."""
+def stuck_after_s(settings: Settings) -> float:
+    """Longer than any drain task can run: its slice, one request, then its lease as margin."""
+    return settings.drain_slice_s + settings.pushwoosh_timeout_s + settings.drain_lease_s
+
+
+class FleetStep(bootsteps.StartStopStep):
+    """Runs the pump, the heartbeat and the metrics listener in the worker's main process."""
 
     requires = {"celery.worker.components:Pool"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.pump: Pump | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.listener: exposition.Listener | None = None
 
     def start(self, parent: Any) -> None:
+        settings = load_settings(os.environ)
+
         def send_task(name: str, args: tuple[str, int]) -> Any:
             return app.send_task(name, args=args)
 
-        self.pump = Pump(load_settings(os.environ).pump_interval_s, _pump_targets, send_task)
+        heartbeat = Heartbeat(
+            settings.heartbeat_path,
+            str(getattr(parent, "hostname", None) or f"worker-{os.getpid()}"),
+            stuck_after_s(settings),
+            worker_heartbeats(settings.redis_key_prefix),
+        )
+        self.heartbeat = _process["heartbeat"] = heartbeat
+
+        def beat(redis_ok: bool) -> None:
+            targets = _pump_targets() if redis_ok else []
+            heartbeat.beat(redis_ok, targets[0][0] if targets else None)
+
+        self.pump = Pump(settings.pump_interval_s, _pump_targets, send_task, on_pass=beat)
         self.pump.start()
+        registry = exposition.serving_registry("worker", _process.get("metrics_dir"))
+        self.listener = exposition.serve(
+            registry, settings.metrics_address, settings.worker_metrics_port, "worker"
+        )
 
     def stop(self, parent: Any) -> None:
         if self.pump is not None:
             self.pump.stop()
+            self.pump = None
+        if self.heartbeat is not None:
+            targets = _pump_targets_or_none()
+            self.heartbeat.stop(targets[0][0] if targets else None)
+            self.heartbeat = None
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
+        directory = _process.pop("metrics_dir", None)
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
 
     shutdown = stop
 
 
+def _pump_targets_or_none() -> list[tuple[redis.Redis, RedisKeys, Settings]] | None:
+    try:
+        return _pump_targets()
+    except Exception:  # shutting down with a broken configuration or Redis: nothing to tidy
+        return None
+
+
 # `celery -A worker worker` gets the pump without extra flags.
-app.steps["worker"].add(PumpStep)
+app.steps["worker"].add(FleetStep)

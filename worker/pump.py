@@ -66,10 +66,20 @@ Targets = Callable[[], list[tuple[redis.Redis, RedisKeys, Settings]]]
 
 
 class Pump:
-    def __init__(self, interval_s: float, targets: Targets, send_task: SendTask) -> None:
+    """on_pass(redis_ok) is called after every pass over the shards, whether Redis answered or
+    not: the worker's heartbeat (worker/heartbeat.py), which shows the pump is alive."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        targets: Targets,
+        send_task: SendTask,
+        on_pass: Callable[[bool], None] | None = None,
+    ) -> None:
         self._interval_s = interval_s
         self._targets = targets
         self._send_task = send_task
+        self._on_pass = on_pass
         self._clocks: dict[int, RedisClock] = {}  # one per Redis client: retries are due by
         # Redis' clock, which every worker shares
         self._stop = threading.Event()
@@ -94,4 +104,9 @@ class Pump:
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     logger.exception("pump: cannot reach Redis (attempt %d); retrying", failures)
+            if self._on_pass is not None:
+                try:
+                    self._on_pass(failures == 0)
+                except Exception:  # a heartbeat problem must never stop the pump
+                    logger.exception("pump: heartbeat failed")
             self._stop.wait(self._interval_s * (1 if failures == 0 else min(25, failures)))

@@ -1,11 +1,14 @@
 """The worker's delivery observer: metrics and event history for every step of the drain loop.
 
-Each hook only counts in memory and buffers trace records; the metrics recorder's thread writes
-both to Redis about once a second, so observing adds no round trip to delivery.
+Each hook counts in this process's metrics (served by the worker's own listener, see
+worker/celery_app.py) and buffers trace records, which a background flusher writes to Redis
+about once a second, so observing adds no round trip to delivery. The delivery lag (accepted by
+ingest -> delivered) comes from each event's stream entry id, the time Redis stored it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -17,7 +20,9 @@ from celery.signals import worker_process_shutdown
 
 from config.redis_keys import RedisKeys
 from config.settings import Settings
-from telemetry.metrics import PipelineWriter, Recorder
+from telemetry.flusher import Flusher, PipelineWriter
+from telemetry.lag import AcceptedTimes, entry_ms
+from telemetry.metrics import Counts, FleetMetrics, process_metrics
 from telemetry.trace import TraceBuffer, attach_trace, make_record
 from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter, reason_code
@@ -56,19 +61,23 @@ class LastError(PipelineWriter):
 class FleetObserver:
     def __init__(
         self,
-        recorder: Recorder,
+        counts: Counts,
         trace: TraceBuffer | None,
         last_error: LastError | None = None,
         *,
         clock: Callable[[], float] = time.time,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+        accepted: AcceptedTimes | None = None,
     ) -> None:
-        self.recorder = recorder
+        self.counts = counts
         self.trace = trace
         self.last_error = last_error
+        self.accepted = accepted if accepted is not None else AcceptedTimes()
         self._clock = clock
         self._new_request_id = new_request_id
         self._mapped_line: tuple[Any, str] = (None, "")
+        # Counted once per event: each source's counter, looked up once.
+        self._read: dict[str, Any] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -76,10 +85,18 @@ class FleetObserver:
     def on_mapped(
         self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
     ) -> None:
-        self.recorder.inc("events_read", src or "unknown")
+        read = self._read.get(src)
+        if read is None:
+            read = self._read[src] = self.counts.child("events_read", src or "unknown")
+        read.inc()
+        message_id = event.get("messageId")
         if not calls:
-            self.recorder.inc("events_unmatched")
-        if self.trace is not None and event.get("messageId") is not None:
+            self.counts.inc("events_unmatched")
+        elif message_id is not None:
+            accepted_ms = entry_ms(entry_id)
+            if accepted_ms is not None:
+                self.accepted.note(str(message_id), accepted_ms, len(calls))
+        if self.trace is not None and message_id is not None:
             # Events read together share their time and usually their mappings: one record
             # text serves them all (this runs once per event, so it must stay cheap).
             # Drain threads share this observer: read the cached pair once, replace it whole.
@@ -89,9 +106,10 @@ class FleetObserver:
             if cached_for != (names, now_ms):
                 line = make_record("mapped", now_ms, mappings=list(names))
                 self._mapped_line = ((names, now_ms), line)
-            self.trace.add_line(str(event["messageId"]), now_ms, line)
+            self.trace.add_line(str(message_id), now_ms, line)
 
     def on_rejected(self, rejection: Rejection) -> None:
+        self.accepted.settle((rejection.message_id,))
         if self.trace is not None:
             self.trace.add(
                 rejection.message_id,
@@ -103,7 +121,7 @@ class FleetObserver:
             )
 
     def on_skipped(self, message_id: str, reason: str) -> None:
-        self.recorder.inc("events_skipped", reason)
+        self.counts.inc("events_skipped", reason)
         if self.trace is not None and message_id:
             self.trace.add(message_id, "skipped", self._now_ms(), reason=reason)
 
@@ -112,11 +130,15 @@ class FleetObserver:
     ) -> None:
         size = len(request.message_ids)
         status = str(reply.status) if reply.status is not None else "transport_error"
-        self.recorder.inc("pushwoosh_requests", request.path, status)
-        self.recorder.observe("pushwoosh_request_duration_seconds", reply.elapsed_s, request.path)
-        self.recorder.observe("batch_size", size, request.path)
+        self.counts.inc("pushwoosh_requests", request.path, status)
+        self.counts.observe("pushwoosh_request_duration_seconds", reply.elapsed_s, request.path)
+        self.counts.observe("batch_size", size, request.path)
         if outcome == "delivered":
-            self.recorder.inc("events_delivered", request.action, amount=size)
+            self.counts.inc("events_delivered", request.action, amount=size)
+            now_ms = self._now_ms()
+            lag = self.counts.child("delivery_lag_seconds", request.action)
+            for accepted_ms in self.accepted.settle(request.message_ids):
+                lag.observe(max(0, now_ms - accepted_ms) / 1000)
         elif self.last_error is not None:
             self.last_error.set(
                 {
@@ -143,7 +165,7 @@ class FleetObserver:
             )
 
     def on_parked(self, request: PlannedRequest, due_ms: int, attempts: int, reason: str) -> None:
-        self.recorder.inc("events_retried", request.action, amount=len(request.message_ids))
+        self.counts.inc("events_retried", request.action, amount=len(request.message_ids))
         if self.trace is not None:
             self.trace.add_many(
                 request.message_ids,
@@ -156,7 +178,8 @@ class FleetObserver:
 
     def on_dead_lettered(self, letter: DeadLetter) -> None:
         reason = reason_code(letter)
-        self.recorder.inc(
+        self.accepted.settle(letter.message_ids)
+        self.counts.inc(
             "events_dead_lettered", letter.action or "none", reason,
             amount=len(letter.message_ids) or 1,
         )  # fmt: skip
@@ -173,25 +196,51 @@ class FleetObserver:
             )
 
     def flush(self) -> None:
-        # The recorder's thread writes about once a second; nothing to do per commit.
+        # Counts are already in the process's metrics; the flusher writes history within a second.
         return
+
+
+class _ProcessTelemetry:
+    """One flusher and one trace buffer per worker process, shared by its destinations."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, metrics: FleetMetrics) -> None:
+        self.client = client
+        self.flusher = Flusher(client)
+        dropped = Counts(metrics, None)
+        self.trace = attach_trace(
+            self.flusher,
+            client,
+            settings,
+            on_dropped=lambda n: dropped.inc("trace_dropped", amount=n),
+        )
+        self.accepted = AcceptedTimes()
+        _flush_when_the_pool_process_exits(self.flusher)
+
+
+_lock = threading.Lock()
+_shared: dict[tuple[int, int], _ProcessTelemetry] = {}
 
 
 def build_observer(settings: Settings, client: redis.Redis, destination: str) -> FleetObserver:
     """The observer a worker process installs in its Runtime."""
-    keys = RedisKeys(settings.redis_key_prefix, destination)
-    recorder = Recorder(client, keys)
-    last_error = LastError(keys)
-    recorder.add_writer(last_error)
-    _flush_when_the_pool_process_exits(recorder)
-    return FleetObserver(recorder, attach_trace(recorder, client, settings), last_error)
+    metrics = process_metrics()
+    with _lock:
+        key = (os.getpid(), id(client))
+        shared = _shared.get(key)
+        if shared is None or shared.client is not client:
+            shared = _shared[key] = _ProcessTelemetry(settings, client, metrics)
+    last_error = LastError(RedisKeys(settings.redis_key_prefix, destination))
+    shared.flusher.add_writer(last_error)
+    return FleetObserver(
+        Counts(metrics, destination), shared.trace, last_error, accepted=shared.accepted
+    )
 
 
-def _flush_when_the_pool_process_exits(recorder: Recorder) -> None:
+def _flush_when_the_pool_process_exits(flusher: Flusher) -> None:
     """Celery's pool processes leave with os._exit (no atexit): flush on their shutdown signal,
-    so a warm shutdown keeps the last second of counts and history."""
+    so a warm shutdown keeps the last second of history."""
 
     def flush(**_: Any) -> None:
-        recorder.flush_at_exit()
+        flusher.flush_at_exit()
 
     worker_process_shutdown.connect(flush, weak=False)

@@ -29,7 +29,8 @@ CLI = str(BIN / "pushwoosh-fleet")
 # Variables of the fleet, left out of the environment a test starts a process with.
 OWN_VARIABLES = (
     "PUSHWOOSH_", "INGEST_", "REDIS_", "DEDUPE_", "RETRY_", "DRAIN_", "DESTINATIONS_", "PORT",
-    "WEB_CONCURRENCY", "GUNICORN_", "LOG_", "TRACE_",
+    "WEB_CONCURRENCY", "GUNICORN_", "LOG_", "TRACE_", "METRICS_", "WORKER_", "FLEET_",
+    "PROMETHEUS_MULTIPROC_DIR",
 )  # fmt: skip
 
 
@@ -65,6 +66,10 @@ def fleet_env(
             "PUSHWOOSH_TIMEOUT_S": "3",
             "DRAIN_LEASE_S": "8",
             "DRAIN_SLICE_S": "5",
+            # Metrics listeners off unless a test asks for one on a free port: fixed default
+            # ports would collide between fleets started at once on one machine.
+            "METRICS_PORT": "0",
+            "WORKER_METRICS_PORT": "0",
             "PYTHONPATH": str(ROOT),
         }
     )

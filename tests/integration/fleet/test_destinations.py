@@ -14,6 +14,7 @@ import pytest
 import requests
 import yaml
 
+from fleet.embedded_redis import free_port
 from tests.support.harness import FleetProcesses, cli, fleet_env
 from tests.support.prometheus import value
 from tests.support.pushwoosh_stub import PushwooshStub, Reply
@@ -64,7 +65,8 @@ def fleet(
     path = destinations_file(tmp_path, ios.url, web.url)
     env = fleet_env(redis_url, key_prefix, "http://127.0.0.1:9", **env_for(path),
                     PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2", RETRY_BASE_DELAY_S="0.5",
-                    RETRY_MAX_DELAY_S="2")  # fmt: skip
+                    RETRY_MAX_DELAY_S="2", METRICS_PORT=str(free_port()),
+                    WORKER_METRICS_PORT=str(free_port()))  # fmt: skip
     for name in ("PUSHWOOSH_API_KEY", "PUSHWOOSH_APPLICATION_CODE", "INGEST_WRITE_KEYS"):
         env.pop(name)
     processes = FleetProcesses(env, tmp_path)
@@ -98,11 +100,11 @@ def test_each_event_reaches_only_its_own_app(fleet, two_stubs) -> None:
     assert to_ios.json["events"][0]["attributes"] == {"i": 1}
     assert to_web.headers["Authorization"] == f"Token {WEB_KEY}"
     assert to_web.json["events"][0]["attributes"] == {"i": 2}
-    # and /metrics labels every series with its destination
-
+    # and the worker's metrics label every series with its destination
+    worker_metrics = f"http://127.0.0.1:{fleet.env['WORKER_METRICS_PORT']}/metrics"
     deadline = time.monotonic() + 10
     while True:
-        text = requests.get(f"{url}/metrics", timeout=5).text
+        text = requests.get(worker_metrics, timeout=5).text
         ios_count = value(
             text, "pushwoosh_fleet_events_delivered_total", "ios", action="trackEvent"
         )
@@ -114,11 +116,10 @@ def test_each_event_reaches_only_its_own_app(fleet, two_stubs) -> None:
         time.sleep(0.3)
     assert (ios_count, web_count) == (1.0, 1.0)
     # ingest's own counters are kept per destination too (they used to vanish with a file)
+    ingest = requests.get(f"http://127.0.0.1:{fleet.env['METRICS_PORT']}/metrics", timeout=5).text
     accepted = "pushwoosh_fleet_ingest_events_accepted_total"
-    assert value(text, accepted, "ios", route="v1/track") == 1.0
-    assert value(text, accepted, "web", route="v1/track") == 1.0
-    only_web = requests.get(f"{url}/metrics?destination=web", timeout=5).text
-    assert 'destination="ios"' not in only_web and 'destination="web"' in only_web
+    assert value(ingest, accepted, "ios", route="v1/track") == 1.0
+    assert value(ingest, accepted, "web", route="v1/track") == 1.0
 
 
 @pytest.mark.integration
@@ -202,10 +203,12 @@ def test_status_covers_every_destination_and_ping_each_one(
     env = {**env_for(destinations_file(tmp_path, ios.url, web.url)), "REDIS_URL": redis_url,
            "REDIS_KEY_PREFIX": key_prefix}  # fmt: skip
     status = cli("status", "--json", "--timeout", "0.2", **env)
-    assert status.returncode == 0, status.stderr
-    assert [s["destination"] for s in json.loads(status.stdout)] == ["ios", "web"]
+    assert status.returncode == 1, status.stderr  # degraded: no worker runs here
+    report = json.loads(status.stdout)
+    assert report["state"] == "degraded" and "no live worker" in report["problems"][0]
+    assert [s["destination"] for s in report["destinations"]] == ["ios", "web"]
     one = cli("status", "--json", "--destination", "web", "--timeout", "0.2", **env)
-    assert [s["destination"] for s in json.loads(one.stdout)] == ["web"]
+    assert [s["destination"] for s in json.loads(one.stdout)["destinations"]] == ["web"]
     ping = cli("ping", **env)
     assert "ios: credentials OK" in ping.stdout and "web: credentials REJECTED" in ping.stdout
     assert ping.returncode == 1

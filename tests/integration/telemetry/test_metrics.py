@@ -1,170 +1,100 @@
-"""Fleet-wide metrics: processes count locally, flush to Redis, and any process serves the sum."""
+"""Prometheus by the book, on real processes: each process serves its own counts on a listener of
+its own, the fleet's totals are the sum over processes, and the fleet-wide gauges come from one
+exporter only, so a per-pod scrape counts nothing twice."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
-from config.redis_keys import RedisKeys
-from fleet.embedded_redis import free_port
-from telemetry.metrics import Recorder, Target, render
+from fleet.embedded_redis import EmbeddedRedis, free_port
 from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env
-from tests.support.prometheus import value
+from tests.support.prometheus import samples, value
 from tests.support.pushwoosh_stub import PushwooshStub
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url, decode_responses=True)
+PROCESS_COUNTERS = ("pushwoosh_fleet_events_delivered_total", "pushwoosh_fleet_ingest_requests")
+FLEET_GAUGES = ("pushwoosh_fleet_queue_depth", "pushwoosh_fleet_workers_live")
 
 
-# -- the real fleet --------------------------------------------------------------------------
-@pytest.fixture
-def fleet(
-    redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
-) -> Iterator[FleetProcesses]:
-    env = fleet_env(
-        redis_url, key_prefix, stub.url, PUSHWOOSH_SHARDS="2", PUSHWOOSH_ENABLE_BATCHING="true"
-    )
-    processes = FleetProcesses(env, tmp_path)
-    try:
-        processes.start_ingest(web_workers=2)
-        processes.start_worker(concurrency=1)
-        processes.start_worker(concurrency=1)
-        yield processes
-    finally:
-        processes.stop_all()
+def scrape(port: int) -> str:
+    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"never happened: {what}")
+
+
+def start_exporter(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [str(BIN / "pushwoosh-fleet"), "metrics", "--port", str(port)],
+        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_for(lambda: "redis_up" in scrape(port), f"the exporter on {port}\n{log.read_text()}")
+    return process
 
 
 def _events(count: int, offset: int = 0) -> list[dict[str, object]]:
     return [
-        {
-            "type": "track",
-            "messageId": f"metrics-{offset + i}",
-            "event": "Item Viewed",
-            "userId": f"user-{i % 11}",
-            "properties": {"i": i},
-        }
+        {"type": "track", "messageId": f"metrics-{offset + i}", "event": "Item Viewed",
+         "userId": f"user-{i % 11}", "properties": {"i": i}}
         for i in range(count)
-    ]
+    ]  # fmt: skip
 
 
-def test_two_processes_counts_add_up_in_redis(client: redis.Redis, key_prefix: str) -> None:
-    # Given two recorders (as two processes would have), counting the same series
-    keys = RedisKeys(key_prefix, "default")
-    first, second = Recorder(client, keys), Recorder(client, keys)
-    first.inc("events_delivered", "trackEvent", amount=3)
-    second.inc("events_delivered", "trackEvent", amount=4)
-    second.inc("events_delivered", "updateUserProfile")
-    # When both flush
-    first.flush()
-    second.flush()
-    # Then the exposition shows the sums, by label
-    text = render(client, [Target(keys, 1)])[0].decode()
-    assert value(text, "pushwoosh_fleet_events_delivered_total", action="trackEvent") == 7
-    assert value(text, "pushwoosh_fleet_events_delivered_total", action="updateUserProfile") == 1
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return {name: free_port() for name in ("ingest", "worker1", "worker2", "fleet")}
 
 
-@pytest.mark.parametrize(
-    ("observations", "buckets", "count", "total"),
-    [
-        ([1, 1, 100], {"1": 2, "2": 2, "99": 2, "100": 3, "+Inf": 3}, 3, 102),
-        ([50, 150], {"25": 0, "50": 1, "100": 1, "+Inf": 2}, 2, 200),
-        ([], {}, 0, 0),
-    ],
-)
-def test_histogram_buckets_are_cumulative(
-    client: redis.Redis, key_prefix: str, observations, buckets, count, total
+@pytest.fixture
+def fleet(
+    redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path, ports: dict[str, int]
+) -> Iterator[FleetProcesses]:
+    env = fleet_env(
+        redis_url, key_prefix, stub.url, PUSHWOOSH_SHARDS="2", PUSHWOOSH_ENABLE_BATCHING="true",
+        METRICS_PORT=str(ports["ingest"]),
+    )  # fmt: skip
+    processes = FleetProcesses(env, tmp_path)
+    exporter = None
+    try:
+        processes.start_ingest(web_workers=2)
+        for name in ("worker1", "worker2"):
+            processes.env["WORKER_METRICS_PORT"] = str(ports[name])
+            processes.start_worker(concurrency=1)
+        processes.env["WORKER_METRICS_PORT"] = "0"
+        exporter = start_exporter(env, ports["fleet"], tmp_path / "exporter.log")
+        yield processes
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait(timeout=10)
+        processes.stop_all()
+
+
+def test_each_process_serves_its_own_counts_and_the_fleet_gauges_come_once(
+    fleet: FleetProcesses, stub: PushwooshStub, ports: dict[str, int]
 ) -> None:
-    keys = RedisKeys(key_prefix, "default")
-    recorder = Recorder(client, keys)
-    for observed in observations:
-        recorder.observe("batch_size", observed, "post-events")
-    recorder.flush()
-    text = render(client, [Target(keys, 1)])[0].decode()
-    for le, expected in buckets.items():
-        got = value(text, "pushwoosh_fleet_batch_size_bucket", path="post-events", le=le)
-        assert got == expected, le
-    assert value(text, "pushwoosh_fleet_batch_size_count", path="post-events") == count
-    assert value(text, "pushwoosh_fleet_batch_size_sum", path="post-events") == total
-
-
-def test_latency_sums_are_fractional(client: redis.Redis, key_prefix: str) -> None:
-    keys = RedisKeys(key_prefix, "default")
-    recorder = Recorder(client, keys)
-    for elapsed in (0.0, 0.25, 0.125):  # a whole 0.0 first must not make the sum an integer field
-        recorder.observe("pushwoosh_request_duration_seconds", elapsed, "track-user")
-        recorder.flush()
-    text = render(client, [Target(keys, 1)])[0].decode()
-    name = "pushwoosh_fleet_pushwoosh_request_duration_seconds"
-    assert value(text, f"{name}_sum", path="track-user") == pytest.approx(0.375)
-    assert value(text, f"{name}_count", path="track-user") == 3
-
-
-def test_label_values_with_odd_characters_round_trip(client: redis.Redis, key_prefix: str) -> None:
-    keys = RedisKeys(key_prefix, "default")
-    recorder = Recorder(client, keys)
-    recorder.inc("ingest_events_rejected", "v1/batch", 'we"ird,|reason\n')
-    recorder.flush()
-    text = render(client, [Target(keys, 1)])[0].decode()
-    assert (
-        value(
-            text,
-            "pushwoosh_fleet_ingest_events_rejected_total",
-            route="v1/batch",
-            reason='we"ird,|reason\n',
-        )
-        == 1
-    )
-
-
-def test_live_gauges_read_queue_retry_and_dead_letters(
-    client: redis.Redis, key_prefix: str
-) -> None:
-    keys = RedisKeys(key_prefix, "default")
-    for _ in range(3):
-        client.xadd(keys.stream(1), {"e": "{}"})
-    client.xadd(keys.stream(0), {"e": "{}"})
-    client.zadd(keys.shard(0).retry, {"a": 1, "b": 2})
-    client.xadd(keys.shard(0).dlq, {"d": "{}"})
-    text = render(client, [Target(keys, 2)])[0].decode()
-    assert value(text, "pushwoosh_fleet_queue_depth", shard="0") == 1
-    assert value(text, "pushwoosh_fleet_queue_depth", shard="1") == 3
-    assert value(text, "pushwoosh_fleet_retry_scheduled") == 2
-    assert value(text, "pushwoosh_fleet_dead_letters") == 1
-
-
-def test_the_background_thread_flushes_within_a_second_or_two(
-    client: redis.Redis, key_prefix: str
-) -> None:
-    keys = RedisKeys(key_prefix, "default")
-    recorder = Recorder(client, keys, interval_s=0.1)
-    recorder.inc("events_unmatched")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if value(
-            render(client, [Target(keys, 1)])[0].decode(), "pushwoosh_fleet_events_unmatched_total"
-        ):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the recorder's thread never flushed")
-
-
-def test_metrics_move_as_events_flow_through_two_worker_processes(
-    fleet: FleetProcesses, stub: PushwooshStub
-) -> None:
-    # Given a fleet of two gunicorn processes and two worker processes
-    assert fleet.ingest_url
+    # Given one ingest server of two gunicorn processes, two workers and the exporter
     url = fleet.ingest_url
-    # When 300 events arrive (one repeated request, one refused request) and are delivered
+    assert url
+    # When 300 events arrive (with one repeated and one refused request) and are delivered
     events = _events(300)
     for start in range(0, 300, 60):
         response = requests.post(
@@ -179,73 +109,137 @@ def test_metrics_move_as_events_flow_through_two_worker_processes(
         stub.wait_for(lambda got: sum(len(r.json["events"]) for r in got) >= 300, timeout_s=30)
     except AssertionError:
         raise AssertionError(fleet.logs("worker")) from None
-    # Then the fleet-wide numbers on /metrics equal what Pushwoosh received
     received = stub.snapshot()
-    delivered = sum(len(r.json["events"]) for r in received)
-    assert delivered == 300
-    deadline = time.monotonic() + 10
-    text = ""
-    while time.monotonic() < deadline:
-        text = requests.get(f"{url}/metrics", timeout=5).text
-        got = value(text, "pushwoosh_fleet_events_delivered_total", action="trackEvent")
-        if got == delivered and value(text, "pushwoosh_fleet_ingest_events_accepted_total",
-                                      route="v1/batch") == 300:  # fmt: skip
-            break
-        time.sleep(0.2)
-    assert value(text, "pushwoosh_fleet_events_delivered_total", action="trackEvent") == 300
-    assert value(text, "pushwoosh_fleet_ingest_events_accepted_total", route="v1/batch") == 300
-    assert value(text, "pushwoosh_fleet_ingest_events_deduplicated_total", route="v1/batch") == 10
-    # A request with no valid key reached no destination: it counts under "(none)".
-    assert (
-        value(
-            text, "pushwoosh_fleet_ingest_events_rejected_total", destination="(none)",
-            route="v1/batch", reason="unauthorized",
-        )
-        == 1
-    )  # fmt: skip
-    assert value(text, "pushwoosh_fleet_ingest_requests_total", route="v1/batch", status="200") == 6
+
+    def worker_total(name: str, **labels: str) -> float:
+        return sum(value(scrape(ports[w]), name, **labels) for w in ("worker1", "worker2"))
+
+    delivered = "pushwoosh_fleet_events_delivered_total"
+    wait_for(lambda: worker_total(delivered, action="trackEvent") == 300, "300 delivered")
+    # Then ingest's listener has the sum of its two gunicorn processes
+    ingest = scrape(ports["ingest"])
+    assert value(ingest, "pushwoosh_fleet_ingest_events_accepted_total", route="v1/batch") == 300
+    assert value(ingest, "pushwoosh_fleet_ingest_events_deduplicated_total", route="v1/batch") == 10
+    assert value(ingest, "pushwoosh_fleet_ingest_requests_total", route="v1/batch",
+                 status="200") == 6  # fmt: skip
     unrouted = {"destination": "(none)", "route": "v1/batch"}
-    assert value(text, "pushwoosh_fleet_ingest_requests_total", status="401", **unrouted) == 1
-    durations = "pushwoosh_fleet_ingest_request_duration_seconds_count"
-    assert value(text, durations, route="v1/batch") == 6
-    assert value(text, durations, **unrouted) == 1
-    assert value(
-        text, "pushwoosh_fleet_pushwoosh_requests_total", path="post-events", status="200"
-    ) == len(received)
-    assert value(text, "pushwoosh_fleet_batch_size_count", path="post-events") == len(received)
-    assert value(text, "pushwoosh_fleet_batch_size_sum", path="post-events") == 300
-    assert value(
-        text, "pushwoosh_fleet_pushwoosh_request_duration_seconds_count", path="post-events"
-    ) == len(received)
-    assert value(text, "pushwoosh_fleet_events_read_total", src="v1/batch") == 300
-    assert value(text, "pushwoosh_fleet_queue_depth", shard="0") == 0
-    assert value(text, "pushwoosh_fleet_queue_depth", shard="1") == 0
+    assert value(ingest, "pushwoosh_fleet_ingest_events_rejected_total", reason="unauthorized",
+                 **unrouted) == 1  # fmt: skip
+    assert value(ingest, "pushwoosh_fleet_ingest_request_duration_seconds_count",
+                 route="v1/batch") == 6  # fmt: skip
+    # And the two workers' counts add up to what Pushwoosh received, each event once
+    assert worker_total("pushwoosh_fleet_events_read_total", src="v1/batch") == 300
+    assert worker_total("pushwoosh_fleet_pushwoosh_requests_total", path="post-events",
+                        status="200") == len(received)  # fmt: skip
+    assert worker_total("pushwoosh_fleet_batch_size_sum", path="post-events") == 300
+    lag = "pushwoosh_fleet_delivery_lag_seconds"
+    assert worker_total(f"{lag}_count", action="trackEvent") == 300
+    assert worker_total(f"{lag}_bucket", action="trackEvent", le="+Inf") == 300
+    # And the fleet-wide gauges are on the exporter only, never on a process's listener
+    fleet_text = scrape(ports["fleet"])
+    wait_for(
+        lambda: samples(scrape(ports["fleet"]))[("pushwoosh_fleet_workers_live", ())] == 2,
+        "both workers' heartbeats",
+    )
+    assert value(fleet_text, "pushwoosh_fleet_queue_depth", shard="0") == 0
+    assert value(fleet_text, "pushwoosh_fleet_queue_depth", shard="1") == 0
+    for port in (ports["ingest"], ports["worker1"], ports["worker2"]):
+        text = scrape(port)
+        assert not any(gauge in text for gauge in FLEET_GAUGES), port
+    assert not any(counter in fleet_text for counter in PROCESS_COUNTERS)
+    # And every listener says what runs there; none is on ingest's public port
+    for port, role in ((ports["ingest"], "ingest"), (ports["worker1"], "worker"),
+                       (ports["fleet"], "fleet")):  # fmt: skip
+        info = [dict(k[1]) for k in samples(scrape(port)) if k[0].endswith("build_info")]
+        assert [i["role"] for i in info] == [role]
+        assert samples(scrape(port))[("process_resident_memory_bytes", ())] > 0
+    assert requests.get(f"{url}/metrics", timeout=5).status_code == 404
 
 
-def test_the_metrics_command_serves_the_same_numbers(
-    client: redis.Redis, key_prefix: str, redis_url: str
+def test_ingest_counts_survive_a_gunicorn_worker_restart(
+    redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
 ) -> None:
-    # Given counts in Redis and the standalone metrics server (a worker-only machine)
-    recorder = Recorder(client, RedisKeys(key_prefix, "default"))
-    recorder.inc("events_delivered", "deleteUser", amount=4)
-    recorder.flush()
+    # Given an ingest server of two processes that accepted 40 events
     port = free_port()
-    env = fleet_env(redis_url, key_prefix, "http://127.0.0.1:9")
-    server = subprocess.Popen(
-        [str(BIN / "pushwoosh-fleet"), "metrics", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    env = fleet_env(redis_url, key_prefix, stub.url, METRICS_PORT=str(port))
+    processes = FleetProcesses(env, tmp_path)
     try:
-        deadline = time.monotonic() + 15
-        text = ""
-        while time.monotonic() < deadline and not text:
-            try:
-                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except requests.RequestException:
-                time.sleep(0.1)
-        # Then it serves what every process flushed, plus the live gauges
-        assert value(text, "pushwoosh_fleet_events_delivered_total", action="deleteUser") == 4
-        assert "pushwoosh_fleet_queue_depth" in text
+        url = processes.start_ingest(web_workers=2)
+        session = requests.Session()  # new connections spread requests over both processes
+        for i in range(40):
+            event = {"type": "track", "event": "E", "userId": "u", "messageId": f"r-{i}"}
+            assert requests.post(f"{url}/v1/track", json=event, auth=(WRITE_KEY, "")).ok
+        accepted = "pushwoosh_fleet_ingest_events_accepted_total"
+        assert value(scrape(port), accepted, route="v1/track") == 40
+        # When one of its processes is killed and the master starts another
+        children = subprocess.run(
+            ["pgrep", "-P", str(processes.processes[0].pid)], capture_output=True, text=True
+        ).stdout.split()
+        os.kill(int(children[0]), signal.SIGKILL)
+        wait_for(
+            lambda: len(subprocess.run(["pgrep", "-P", str(processes.processes[0].pid)],
+                                       capture_output=True, text=True).stdout.split()) == 2
+            and session.get(f"{url}/healthz", timeout=2).ok,
+            "a new gunicorn worker",
+        )  # fmt: skip
+        # Then the counter does not go back: the dead process's counts stay in the sum
+        assert value(scrape(port), accepted, route="v1/track") == 40
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        processes.stop_all()
+
+
+def test_metrics_are_served_while_redis_is_down(
+    key_prefix: str, stub: PushwooshStub, tmp_path: Path
+) -> None:
+    # Given an ingest server, a worker and the exporter on a Redis of their own
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    ports = {name: free_port() for name in ("ingest", "worker", "fleet")}
+    env = fleet_env(server.url, key_prefix, stub.url, METRICS_PORT=str(ports["ingest"]),
+                    WORKER_METRICS_PORT=str(ports["worker"]))  # fmt: skip
+    processes = FleetProcesses(env, tmp_path)
+    exporter = None
+    try:
+        processes.start_ingest()
+        processes.start_worker(concurrency=1)
+        exporter = start_exporter(env, ports["fleet"], tmp_path / "exporter.log")
+        wait_for(lambda: "build_info" in scrape(ports["worker"]), "the worker's listener")
+        # When Redis stops
+        server.stop()
+        # Then every listener still answers 200: each process's own counts need no Redis,
+        # and the exporter says Redis is down instead of failing the scrape
+        assert "pushwoosh_fleet_build_info" in scrape(ports["ingest"])
+        assert "pushwoosh_fleet_build_info" in scrape(ports["worker"])
+        assert samples(scrape(ports["fleet"]))[("pushwoosh_fleet_redis_up", ())] == 0
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait(timeout=10)
+        processes.stop_all()
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_prefork_worker_serves_the_sum_of_its_pool_processes(
+    redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
+) -> None:
+    # Given a worker with the prefork pool: two child processes drain, the worker serves
+    port = free_port()
+    env = fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_SHARDS="2",
+                    WORKER_METRICS_PORT=str(port))  # fmt: skip
+    processes = FleetProcesses(env, tmp_path)
+    try:
+        url = processes.start_ingest()
+        processes.start_worker(concurrency=2, pool="prefork")
+        # When 60 events are delivered
+        for i in range(60):
+            event = {"type": "track", "event": "E", "userId": f"u{i}", "messageId": f"p-{i}"}
+            assert requests.post(f"{url}/v1/track", json=event, auth=(WRITE_KEY, "")).ok
+        stub.wait_for(lambda got: len(got) >= 60, timeout_s=30)
+        # Then the worker's one listener counts all 60, whichever child sent them
+        delivered = "pushwoosh_fleet_events_delivered_total"
+        wait_for(
+            lambda: value(scrape(port), delivered, action="trackEvent") == 60,
+            f"60 delivered on the worker's listener\n{processes.logs('worker')}",
+        )
+    finally:
+        processes.stop_all()

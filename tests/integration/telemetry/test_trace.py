@@ -13,10 +13,10 @@ import pytest
 import redis
 import requests
 
-from config.redis_keys import RedisKeys, trace_bucket, trace_bucket_bytes
+from config.redis_keys import trace_bucket, trace_bucket_bytes
 from config.settings import load_settings
 from telemetry import trace
-from telemetry.metrics import Recorder, Target, render
+from telemetry.flusher import Flusher
 from telemetry.trace import (
     FLUSH_SOON_RECORDS,
     HOUR_S,
@@ -40,12 +40,15 @@ def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, decode_responses=True)
 
 
-def traced(key_prefix: str, client: redis.Redis, **env: str) -> tuple[Recorder, TraceBuffer]:
+def traced(
+    key_prefix: str, client: redis.Redis, dropped: list[int] | None = None, **env: str
+) -> tuple[Flusher, TraceBuffer]:
     settings = load_settings({"REDIS_KEY_PREFIX": key_prefix, **env})
-    recorder = Recorder(client, RedisKeys(key_prefix, "default"))
-    buffer = attach_trace(recorder, client, settings)
+    flusher = Flusher(client, interval_s=3600)
+    on_dropped = dropped.append if dropped is not None else None
+    buffer = attach_trace(flusher, client, settings, on_dropped=on_dropped)
     assert buffer is not None
-    return recorder, buffer
+    return flusher, buffer
 
 
 # -- the real fleet --------------------------------------------------------------------------
@@ -91,29 +94,29 @@ def trace_cli(fleet: FleetProcesses, message_id: str, until: str) -> str:
             env=fleet.env, cwd=ROOT, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         output = result.stdout + result.stderr
-        if until in output:
+        if until in result.stdout:
             assert result.returncode == 0, output
-            return output
+            # stderr names the Redis the command read; the history is on stdout alone
+            assert "Redis redis://" in result.stderr and "(REDIS_URL)" in result.stderr
+            return result.stdout
         time.sleep(0.2)
     raise AssertionError(f"trace never showed {until!r}:\n{output}\n{fleet.logs('worker')}")
 
 
 def test_tracing_off_attaches_nothing(client: redis.Redis, key_prefix: str) -> None:
     settings = load_settings({"REDIS_KEY_PREFIX": key_prefix, "TRACE_WINDOW_S": "0"})
-    assert (
-        attach_trace(Recorder(client, RedisKeys(key_prefix, "default")), client, settings) is None
-    )
+    assert attach_trace(Flusher(client), client, settings) is None
 
 
 def test_records_append_in_order_and_the_bucket_expires_after_the_window(
     client: redis.Redis, key_prefix: str
 ) -> None:
-    recorder, buffer = traced(key_prefix, client, TRACE_WINDOW_S="7200")
+    flusher, buffer = traced(key_prefix, client, TRACE_WINDOW_S="7200")
     now_ms = int(NOW_S * 1000)
     buffer.add("m1", "received", now_ms, route="v1/track")
-    recorder.flush()
+    flusher.flush()
     buffer.add("m1", "mapped", now_ms + 5, mappings=["Track Event (trackEvent)"])
-    recorder.flush()
+    flusher.flush()
     records = lookup(client, load_settings({"REDIS_KEY_PREFIX": key_prefix}), "m1", NOW_S)
     assert [r["k"] for r in records] == ["received", "mapped"]
     assert records[0]["route"] == "v1/track"
@@ -136,25 +139,24 @@ def test_over_the_hours_budget_new_records_are_dropped_and_counted(
     mapped = make_record("mapped", now_ms + 1, mappings=[])
     # Given an hour's budget of exactly two messages and one more record
     budget = cost("a", received) + cost("b", received) + len(mapped)
-    recorder, buffer = traced(
-        key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_BYTES=str(budget)
+    dropped: list[int] = []
+    flusher, buffer = traced(
+        key_prefix, client, dropped, TRACE_WINDOW_S="3600", TRACE_MAX_BYTES=str(budget)
     )
     # When three messages are traced in one hour, and the first gets a second record
     for message_id in ("a", "b", "c"):
         buffer.add_line(message_id, now_ms, received)
-    recorder.flush()
+    flusher.flush()
     buffer.add_line("a", now_ms + 1, mapped)
     buffer.add_line("d", now_ms + 1, received)
-    recorder.flush()
-    recorder.flush()  # writes the trace_dropped count the previous flush learned
+    flusher.flush()
     settings = load_settings({"REDIS_KEY_PREFIX": key_prefix, "TRACE_WINDOW_S": "3600"})
     # Then the first two are kept (and grow), the others are not, and the drops are counted
     assert [r["k"] for r in lookup(client, settings, "a", NOW_S)] == ["received", "mapped"]
     assert len(lookup(client, settings, "b", NOW_S)) == 1
     assert lookup(client, settings, "c", NOW_S) == []
     assert lookup(client, settings, "d", NOW_S) == []
-    text = render(client, [Target(RedisKeys(key_prefix, "default"), 1)])[0].decode()
-    assert 'pushwoosh_fleet_trace_dropped_total{destination="default"} 2.0' in text
+    assert sum(dropped) == 2
     name = hour_of(now_ms)
     assert int(client.get(trace_bucket_bytes(key_prefix, name))) == budget
 
@@ -166,7 +168,7 @@ def test_a_large_flush_is_written_in_bounded_scripts_that_keep_the_budget(
     monkeypatch.setattr(trace, "MESSAGES_PER_APPEND", 3)
     now_ms = int(NOW_S * 1000)
     line = make_record("received", now_ms, route="v1/batch")
-    _recorder, buffer = traced(
+    _flusher, buffer = traced(
         key_prefix, client, TRACE_WINDOW_S="3600", TRACE_MAX_BYTES=str(8 * cost("m0", line))
     )
     buffer.add_many([f"m{i}" for i in range(10)], "received", now_ms, route="v1/batch")
@@ -186,10 +188,10 @@ def test_a_first_write_is_held_to_the_per_message_limit_too(
 ) -> None:
     # A request repeating one messageId thousands of times once wrote all of its records at
     # once, past every limit, on the message's first write.
-    recorder, buffer = traced(key_prefix, client)
+    flusher, buffer = traced(key_prefix, client)
     now_ms = int(NOW_S * 1000)
     buffer.add_many(["same"] * 2500, "received", now_ms, route="v1/batch")
-    recorder.flush()
+    flusher.flush()
     stored = client.hget(trace_bucket(key_prefix, hour_of(now_ms)), "same")
     assert stored is None or len(stored) <= trace.MAX_BYTES_PER_EVENT
 
@@ -197,13 +199,12 @@ def test_a_first_write_is_held_to_the_per_message_limit_too(
 def test_a_growing_buffer_wakes_the_flusher_before_its_tick(
     client: redis.Redis, key_prefix: str
 ) -> None:
-    # Given a recorder that would otherwise flush once an hour
+    # Given a flusher that would otherwise write once an hour
     settings = load_settings({"REDIS_KEY_PREFIX": key_prefix})
-    recorder = Recorder(client, RedisKeys(key_prefix, "default"), interval_s=3600)
-    buffer = attach_trace(recorder, client, settings)
+    flusher = Flusher(client, interval_s=3600)
+    buffer = attach_trace(flusher, client, settings)  # starts the flusher's thread, which waits
     assert buffer is not None
     now_ms = int(time.time() * 1000)
-    recorder.inc("events_read", "v1/batch")  # starts the flusher thread, which then waits
     time.sleep(0.2)
     key = trace_bucket(key_prefix, hour_of(now_ms))
     # When fewer records than the mark wait, nothing is written; when the mark is crossed, it is
@@ -220,13 +221,13 @@ def test_a_growing_buffer_wakes_the_flusher_before_its_tick(
 def test_one_events_history_stops_growing_at_its_byte_limit(
     client: redis.Redis, key_prefix: str
 ) -> None:
-    recorder, buffer = traced(key_prefix, client)
+    flusher, buffer = traced(key_prefix, client)
     now_ms = int(NOW_S * 1000)
     for attempt in range(400):
         buffer.add("busy", "retry", now_ms, due=now_ms, attempt=attempt, reason="x" * 80)
         if attempt % 5 == 4:
-            recorder.flush()  # five records (about 800 bytes) per append
-    recorder.flush()
+            flusher.flush()  # five records (about 800 bytes) per append
+    flusher.flush()
     stored = client.hget(trace_bucket(key_prefix, hour_of(now_ms)), "busy")
     assert stored is not None
     assert MAX_BYTES_PER_EVENT - 1000 < len(stored) <= MAX_BYTES_PER_EVENT
@@ -235,14 +236,14 @@ def test_one_events_history_stops_growing_at_its_byte_limit(
 def test_lookup_reads_every_hour_of_the_window_and_sorts(
     client: redis.Redis, key_prefix: str
 ) -> None:
-    recorder, buffer = traced(key_prefix, client)
+    flusher, buffer = traced(key_prefix, client)
     settings = load_settings({"REDIS_KEY_PREFIX": key_prefix})
     now_ms = int(NOW_S * 1000)
     buffer.add("m", "retry", now_ms - 1000, due=now_ms, attempt=1, reason="HTTP 503")
     buffer.add("m", "received", now_ms - 3 * HOUR_S * 1000, route="v1/batch")
     buffer.add("m", "sent", now_ms, path="post-events", size=1, status=200, outcome="delivered")
     buffer.add("m", "received", now_ms - 30 * HOUR_S * 1000, route="too-old")
-    recorder.flush()
+    flusher.flush()
     records = lookup(client, settings, "m", NOW_S)
     assert [r["k"] for r in records] == ["received", "retry", "sent"]
     assert records[0]["route"] == "v1/batch"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,36 @@ def test_batches_stay_under_the_request_size_limit(tmp_path: Path) -> None:
     assert summary.accepted == 60
     assert all(len(json.dumps({"batch": b})) < 450 * 1024 for b in session.batches)
     assert sum(len(b) for b in session.batches) == 60
+
+
+@pytest.mark.parametrize("name", ["events.ndjson.gz", "export-without-suffix"])
+def test_a_gzipped_file_is_read_whatever_its_name(tmp_path: Path, name: str) -> None:
+    # Given three events gzipped (recognised by content: archives are not always named .gz)
+    path = tmp_path / name
+    path.write_bytes(
+        gzip.compress(("\n".join(json.dumps(track(i)) for i in range(3)) + "\n").encode())
+    )
+    session = FakeSession([])
+    # When it is replayed
+    summary = replay_file(path, "http://ingest", "k", session=session, progress=False)  # type: ignore[arg-type]
+    # Then every event went out, in order
+    assert summary.accepted == 3 and summary.lines == 3
+    assert [e["messageId"] for e in session.batches[0]] == [f"replay-{i}" for i in range(3)]
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_dash_reads_stdin_plain_or_gzipped(zipped: bool) -> None:
+    text = ("\n".join(json.dumps(track(i)) for i in range(4)) + "\nnot json\n").encode()
+    stdin = io.BufferedReader(io.BytesIO(gzip.compress(text) if zipped else text))  # type: ignore[arg-type]
+    session = FakeSession([])
+    summary = replay_file("-", "http://ingest", "k", session=session, progress=False, stdin=stdin)  # type: ignore[arg-type]
+    assert summary.accepted == 4
+    assert summary.rejected[0][0] == 5 and "not valid JSON" in summary.rejected[0][1]
+
+
+def test_a_truncated_gzip_stops_the_replay_with_a_reason(tmp_path: Path) -> None:
+    whole = gzip.compress(("\n".join(json.dumps(track(i)) for i in range(500)) + "\n").encode())
+    path = tmp_path / "cut.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ReplayError, match="cannot read past line"):
+        replay_file(path, "http://ingest", "k", session=FakeSession([]), progress=False)  # type: ignore[arg-type]

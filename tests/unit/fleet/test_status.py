@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.status import FleetStatus, format_status
+from fleet.status import FleetStatus, assess, format_status
 
 NOW_S = 1_714_565_100.0  # 2024-05-01T12:05:00Z, minute 28576085
 NOW_MS = int(NOW_S * 1000)
@@ -40,3 +40,31 @@ def _status(**changes: object) -> FleetStatus:
 )  # fmt: skip
 def test_status_lines(changes, expected) -> None:
     assert expected in format_status(_status(**changes)).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"workers": ["w@h"]}, []),
+        ({}, ["no live worker: nothing is delivering"]),
+        ({"workers": None}, ["could not ask the workers (the broker did not answer)"]),
+        (
+            {"workers": ["w@h"], "circuit": {"open_until_ms": str(NOW_MS + 5000), "failures": "3",
+                                             "reason": "HTTP 503"}},
+            ["default: sending is paused (HTTP 503)"],
+        ),
+        ({"workers": ["w@h"], "circuit": {"open_until_ms": str(NOW_MS - 1), "failures": "3"}}, []),
+        (
+            {"workers": ["w@h"], "queue_depths": [4], "oldest_event_ms": NOW_MS - 600_000},
+            ["default: the oldest queued event has waited 10 min"],
+        ),
+        ({"workers": ["w@h"], "queue_depths": [4], "oldest_event_ms": NOW_MS - 200_000}, []),
+    ],
+)  # fmt: skip
+def test_what_makes_the_fleet_degraded(changes, expected) -> None:
+    assert assess([_status(**changes)], stale_after_s=300) == expected
+
+
+def test_the_oldest_queued_event_shows_with_the_queue() -> None:
+    text = format_status(_status(queue_depths=[3], oldest_event_ms=NOW_MS - 90_000))
+    assert "queued        3 events (shard 0: 3), oldest 2 min old" in text.splitlines()
