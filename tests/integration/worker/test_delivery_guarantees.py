@@ -176,7 +176,7 @@ def test_retry_after_of_any_shape_gives_a_bounded_wait_and_status_reads_it(
         assert time.monotonic() - started < len(odd) * 1.0 + 10
         done = cli("status", "--json", "--timeout", "0.5", **env)
         assert done.returncode in (0, 1), done.stderr
-        assert json.loads(done.stdout)[0]["destination"] == "default"
+        assert json.loads(done.stdout)["destinations"][0]["destination"] == "default"
     finally:
         fleet.stop_all()
     keys = RedisKeys(key_prefix, "default")
