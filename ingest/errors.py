@@ -71,6 +71,14 @@ class UnsupportedMediaType(IngestError):
     code = "unsupported_media_type"
 
 
+class RequestTimeout(IngestError):
+    """Raised when a request's body does not arrive within INGEST_BODY_TIMEOUT_S."""
+
+    # Segment's SDKs retry a 408 (analytics.js always; the mobile SDKs keep the batch).
+    status = 408
+    code = "request_timeout"
+
+
 class QueueFull(IngestError):
     """Raised when accepting the events would push the backlog over its limit."""
 
