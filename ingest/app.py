@@ -15,6 +15,7 @@ import dataclasses
 import http
 import logging
 import os
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -31,10 +32,10 @@ from ingest.auth import PRIVILEGED_METHODS, AuthConfig
 from ingest.errors import (
     DEFAULT_RETRY_AFTER_S,
     BadRequest,
-    Forbidden,
     IngestError,
     OriginNotAllowed,
     PayloadTooLarge,
+    QueueFull,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -53,6 +54,9 @@ _CHUNK_BYTES = 64 * 1024
 _TEXT_TYPES = ("application/json", "text/plain")
 _GZIP = ("gzip", "x-gzip")
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer, not raw deflate
+# After the publish script finds a destination's backlog full, its requests are refused for this
+# long before they are validated (the backlog drains in seconds at best; Retry-After says 5).
+_FULL_MEMORY_S = 1.0
 
 
 def create_app(
@@ -146,6 +150,20 @@ class _Ingest:
             max_event_bytes=settings.ingest_max_event_bytes,
             max_batch_events=settings.ingest_max_batch_events,
         )
+        # Destination -> until when (monotonic) its backlog is taken as still full.
+        self._full_until: dict[str, float] = {}
+
+    def _shed_if_full(self, destination: str) -> None:
+        """429 before validating anything while the destination's backlog was just found full.
+
+        The publish script decides what is stored (it measures the backlog atomically); this
+        only spares a full fleet the work of validating requests it is about to refuse.
+        """
+        until = self._full_until.get(destination)
+        if until is not None:
+            if time.monotonic() < until:
+                raise QueueFull(QueueFull.PUBLIC_MESSAGE)
+            del self._full_until[destination]
 
     def handle(self, req: falcon.Request, route: str, kind: str | None) -> int:
         received_at = self.clock()
@@ -163,25 +181,25 @@ class _Ingest:
         retry_count = req.get_header("X-Retry-Count")
         if retry_count:
             logger.info("%s: sender retry %.20s (auth: %s)", route, retry_count, method)
+        self._shed_if_full(routed.destination)
+        # Deletes need privilege: a profile deletion cannot be undone, and write keys ship
+        # inside apps. The parser refuses a request holding one whole, before validating it.
+        may_delete = method in PRIVILEGED_METHODS
         if route == "webhook":
             parsed = events.parse_webhook(
-                body, received_at, self.new_message_id, limits=self.limits
+                body, received_at, self.new_message_id, limits=self.limits, may_delete=may_delete
             )
         else:
             parsed = events.parse_v1(
-                kind, body, received_at, self.new_message_id, limits=self.limits
-            )
+                kind, body, received_at, self.new_message_id, limits=self.limits,
+                may_delete=may_delete,
+            )  # fmt: skip
         req.context.event_count = len(parsed)
-        if routed.method not in PRIVILEGED_METHODS and any(
-            event.get("type") == "delete" for event in parsed
-        ):
-            # A profile deletion cannot be undone, and write keys ship inside apps: anyone can
-            # read one. Refused whole, so nothing of the request is stored.
-            raise Forbidden(
-                "deleting users needs an admin key (INGEST_ADMIN_KEYS) or a shared-secret "
-                "X-Signature over the whole body; a write key cannot delete"
-            )
-        result = routed.publisher.publish(parsed, route)
+        try:
+            result = routed.publisher.publish(parsed, route)
+        except QueueFull:
+            self._full_until[routed.destination] = time.monotonic() + _FULL_MEMORY_S
+            raise
         req.context.stored = True
         self.telemetry.published(
             routed.destination, route, parsed, result.accepted, result.duplicates
