@@ -84,7 +84,7 @@ def create_app(
         app.add_route(f"/v1/{name}", _Route(ingest, f"v1/{name}", kind))
     app.add_route("/v1/projects/{write_key}/settings", _SdkSettings(settings, router))
     app.add_route("/healthz", _Health())
-    app.add_route("/readyz", _Ready(settings, router.publishers))
+    app.add_route("/readyz", _Ready(router.publishers))
     if telemetry.client is not None:
         shards = {route.destination: route.publisher.shards for route in router.routes}
         app.add_route(
@@ -262,29 +262,34 @@ class _SdkSettings:
 
 
 class _Health:
+    """Liveness: the process answers HTTP. Says nothing else."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
 
 
 class _Ready:
-    """Ready when Redis answers and the backlog is under the limit (load balancers ask)."""
+    """Readiness, for load balancers: ready while this process reaches Redis.
 
-    def __init__(self, settings: Settings, publishers: list[Publisher]) -> None:
-        self._settings = settings
+    On the public port, so it says ready or not and a reason code, nothing more (no backlog,
+    no destination names). The shared backlog does not make a process unready: it is the same
+    for every ingest process, so every one would leave the load balancer at once and senders
+    would get the balancer's own error instead of ingest's 429 with Retry-After (which every
+    Segment SDK honours). A process that cannot reach Redis is unready (`store_unavailable`):
+    it could store nothing, and its peers may still reach Redis.
+    """
+
+    def __init__(self, publishers: list[Publisher]) -> None:
         self._publishers = publishers
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             self._publishers[0].ping()
-            backlog = max(publisher.backlog() for publisher in self._publishers)
         except redis.RedisError as ex:
             logger.warning("not ready: Redis unavailable: %s", ex)
             _not_ready(resp, "store_unavailable")
             return
-        if backlog >= self._settings.ingest_max_queued_events:
-            _not_ready(resp, "queue_full")
-            return
-        resp.media = {"status": "ok", "queued": backlog}
+        resp.media = {"status": "ok"}
 
 
 def _not_ready(resp: falcon.Response, reason: str) -> None:
