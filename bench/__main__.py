@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         results["baseline"] = phases.baseline(stack, sizes)
         port = stack.start_ingest("ingest", phases.FLEET_INGEST)
         results["ingest"] = phases.ingest_alone(stack, port, sizes)
+        results["slow_clients"] = phases.slow_clients_phase(stack, port, sizes)
         results["fleet"] = phases.fleet_delivery(stack, port, sizes, args.profile)
         ingest_eps = results["ingest"]["batch"]["saturation"]["eps"]
         results["backlog"] = phases.backlog(stack, port, sizes, ingest_eps, args.profile)

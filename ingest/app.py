@@ -162,7 +162,7 @@ class _Ingest:
         until = self._full_until.get(destination)
         if until is not None:
             if time.monotonic() < until:
-                raise QueueFull(QueueFull.PUBLIC_MESSAGE)
+                raise QueueFull("refused unvalidated: the backlog was full a moment ago")
             del self._full_until[destination]
 
     def handle(self, req: falcon.Request, route: str, kind: str | None) -> int:
@@ -275,7 +275,7 @@ class _Ready:
     no destination names). The shared backlog does not make a process unready: it is the same
     for every ingest process, so every one would leave the load balancer at once and senders
     would get the balancer's own error instead of ingest's 429 with Retry-After (which every
-    Segment SDK honours). A process that cannot reach Redis is unready (`store_unavailable`):
+    Segment SDK retries). A process that cannot reach Redis is unready (`store_unavailable`):
     it could store nothing, and its peers may still reach Redis.
     """
 
