@@ -156,3 +156,18 @@ def table(results: dict[str, Any], mode: str) -> str:
 
 def json_line(results: dict[str, Any]) -> str:
     return json.dumps(summary(results))
+
+
+def ingest_json_line(results: dict[str, Any]) -> str:
+    """`--ingest-only`: ingest's saturation and latency at half, and the slow-client probes."""
+    out: dict[str, Any] = {"loadavg": results.get("loadavg"), "source": results.get("source")}
+    for route in ("batch", "webhook"):
+        sat, half = results["ingest"][route]["saturation"], results["ingest"][route]["half"]
+        out[f"{route}_saturation_rps"] = round(sat["rps"], 1)
+        out[f"{route}_saturation_eps"] = round(sat["eps"], 1)
+        out[f"{route}_half_p50_ms"] = round(half["p50_ms"], 2)
+        out[f"{route}_half_p99_ms"] = round(half["p99_ms"], 2)
+    slow = results["slow_clients"]
+    out["slow_clients_max_ms"] = round(slow["max_ms"], 1)
+    out["slow_clients_failed"] = len(slow["failures"])
+    return json.dumps(out)
