@@ -76,6 +76,11 @@ def _spec(port: int, route: str, tag: str, requests_: int, **extra: Any) -> dict
     return spec | extra
 
 
+def closed_spec(port: int, route: str, tag: str, requests_: int) -> dict[str, Any]:
+    """A closed-loop load of `requests_` posts on CONNECTIONS connections."""
+    return _spec(port, route, tag, requests_)
+
+
 def end_to_end(stack: Stack, port: int, route: str, tag: str, events: int) -> dict[str, Any]:
     """Closed-loop load of `events`; measured from the first POST to the last receipt."""
     per = 1 if route == "webhook" else 100
