@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy (if installed) ingest and worker during the end-to-end and backlog runs",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only ingest alone (saturation, latency at half) and the slow clients; one JSON line",
+    )
     args = parser.parse_args(argv)
     sizes = phases.SMOKE if args.smoke else phases.QUICK if args.quick else phases.FULL
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -51,10 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         loadavg = Path("/proc/loadavg").read_text().split()[0]
         results: dict[str, Any] = {"source": report.source_state(), "loadavg": loadavg}
         stack.start_redis()
+        if args.ingest_only:
+            port = stack.start_ingest("ingest", phases.FLEET_INGEST)
+            results["ingest"] = phases.ingest_alone(stack, port, sizes)
+            results["slow_clients"] = phases.slow_clients_phase(stack, port, sizes)
+            failed = False
+            print(report.ingest_json_line(results), flush=True)
+            return 0
         stack.start_standin()
         results["baseline"] = phases.baseline(stack, sizes)
         port = stack.start_ingest("ingest", phases.FLEET_INGEST)
         results["ingest"] = phases.ingest_alone(stack, port, sizes)
+        results["slow_clients"] = phases.slow_clients_phase(stack, port, sizes)
         results["fleet"] = phases.fleet_delivery(stack, port, sizes, args.profile)
         ingest_eps = results["ingest"]["batch"]["saturation"]["eps"]
         results["backlog"] = phases.backlog(stack, port, sizes, ingest_eps, args.profile)

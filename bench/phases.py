@@ -13,16 +13,16 @@ from typing import Any
 
 import requests
 
-from bench import measure
+from bench import measure, slow_clients
 from bench.backlog import fill_direct
-from bench.events import auth_header, batch_body
+from bench.events import WRITE_KEY, auth_header, batch_body
 from bench.procs import BIN, children_of, tree_memory_mb
 from bench.stack import Stack
 from config.settings import load_settings
 
 FLEET_INGEST = "ingest.app:get_app()"
 BASELINE_INGEST = "bench.baseline:get_app()"
-CONNECTIONS = 8  # gunicorn: 2 processes x 4 threads (the Procfile defaults)
+CONNECTIONS = 8  # as when ingest ran 2 processes x 4 threads, so runs stay comparable
 SETTLE_S = 2.0  # after a saturating run, for the processes' buffered metrics and history
 
 
@@ -36,11 +36,13 @@ class Sizes:
     lag_s: float
     backlog: int
     http_fill_budget_s: float
+    slow_clients_s: float
 
 
-FULL = Sizes(10_000, 10, 12, 200_000, 20_000, 30, 1_000_000, 90)
-QUICK = Sizes(600, 1.5, 2.5, 50_000, 1_000, 4, 30_000, 6)
-SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3)
+FULL = Sizes(10_000, 10, 12, 200_000, 20_000, 30, 1_000_000, 90, 30)
+QUICK = Sizes(600, 1.5, 2.5, 50_000, 1_000, 4, 30_000, 6, 3)
+SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3, 1.5)
+SLOW_CONNECTIONS = 64
 
 _started = time.monotonic()
 
@@ -72,6 +74,11 @@ def _spec(port: int, route: str, tag: str, requests_: int, **extra: Any) -> dict
     spec = {"port": port, "route": route, "batch": per, "tag": tag, "seq_start": 0,
             "requests": requests_, "connections": CONNECTIONS, "mode": "closed"}  # fmt: skip
     return spec | extra
+
+
+def closed_spec(port: int, route: str, tag: str, requests_: int) -> dict[str, Any]:
+    """A closed-loop load of `requests_` posts on CONNECTIONS connections."""
+    return _spec(port, route, tag, requests_)
 
 
 def end_to_end(stack: Stack, port: int, route: str, tag: str, events: int) -> dict[str, Any]:
@@ -134,6 +141,23 @@ def ingest_alone(stack: Stack, port: int, sizes: Sizes) -> dict[str, Any]:
             "rate_rps": rate}}  # fmt: skip
     stack.reset_keys()
     return out
+
+
+def slow_clients_phase(stack: Stack, port: int, sizes: Sizes) -> dict[str, Any]:
+    """64 connections trickle a byte a second; /healthz and /v1/batch are timed meanwhile."""
+    progress(
+        f"slow clients: {SLOW_CONNECTIONS} connections trickling a byte a second for "
+        f"{sizes.slow_clients_s:.0f} s, probing /healthz and /v1/batch"
+    )
+    result = slow_clients.run(
+        "127.0.0.1", port, WRITE_KEY, connections=SLOW_CONNECTIONS, seconds=sizes.slow_clients_s
+    )
+    progress(
+        f"slow clients: {result['probes']} probes, {len(result['failures'])} failed, "
+        f"slowest {result['max_ms']:.0f} ms"
+    )
+    stack.reset_keys()
+    return result
 
 
 def fleet_delivery(

@@ -18,6 +18,7 @@ TARGETS = {
     "lag_p99_ms": (2_000, False),
     "worker_rss_mb_backlog": (150, False),
     "retained_bytes_per_delivered_event": (32, False),
+    "slow_clients_max_ms": (1_000, False),
 }
 
 
@@ -103,6 +104,11 @@ def table(results: dict[str, Any], mode: str) -> str:
         row(f"  {label}: at half ({half['rate_rps']:,.0f} req/s) p50 / p99",
             f"{half['p50_ms']:.1f} / {half['p99_ms']:.1f} ms",
             "ingest_p99_ms", half["p99_ms"])  # fmt: skip
+    slow = results["slow_clients"]
+    row(f"  with {slow['connections']} slow connections (a byte a second, {slow['seconds']:g} s):"
+        " slowest /healthz or /v1/batch", f"{slow['max_ms']:,.0f} ms, "
+        f"{slow['probes'] - len(slow['failures'])} of {slow['probes']} answered 200",
+        "slow_clients_max_ms", slow["max_ms"])  # fmt: skip
     lag = fl["lag"]
     row(f"Sustained load: {lag['rate_eps']:,.0f} events/s (half of end to end), open loop", "", "")
     row("  delivery lag (ingest 200 -> receipt) p50 / p99",
@@ -145,6 +151,8 @@ def table(results: dict[str, Any], mode: str) -> str:
         if part["missing"] or part["errors"] or part["duplicates"]:
             problems.append(f"{name}: {part['missing']} missing, {part['duplicates']} duplicate, "
                             f"{part['errors']} failed requests")  # fmt: skip
+    if slow["failures"]:
+        problems.append(f"slow clients: {len(slow['failures'])} probes failed")
     if bl["delivered"] < bl["events"]:
         problems.append(f"backlog: only {bl['delivered']} of {bl['events']} delivered")
     width = max(len(r[0]) for r in rows) + 2
@@ -164,3 +172,18 @@ def table(results: dict[str, Any], mode: str) -> str:
 
 def json_line(results: dict[str, Any]) -> str:
     return json.dumps(summary(results))
+
+
+def ingest_json_line(results: dict[str, Any]) -> str:
+    """`--ingest-only`: ingest's saturation and latency at half, and the slow-client probes."""
+    out: dict[str, Any] = {"loadavg": results.get("loadavg"), "source": results.get("source")}
+    for route in ("batch", "webhook"):
+        sat, half = results["ingest"][route]["saturation"], results["ingest"][route]["half"]
+        out[f"{route}_saturation_rps"] = round(sat["rps"], 1)
+        out[f"{route}_saturation_eps"] = round(sat["eps"], 1)
+        out[f"{route}_half_p50_ms"] = round(half["p50_ms"], 2)
+        out[f"{route}_half_p99_ms"] = round(half["p99_ms"], 2)
+    slow = results["slow_clients"]
+    out["slow_clients_max_ms"] = round(slow["max_ms"], 1)
+    out["slow_clients_failed"] = len(slow["failures"])
+    return json.dumps(out)

@@ -321,6 +321,12 @@ class Settings:
         "INGEST_MAX_QUEUED_EVENTS", 1_000_000, fields.Integer(validate=_positive("integer")),
         "above this backlog ingest answers 429 with `Retry-After`",
     )  # fmt: skip
+    ingest_body_timeout_s: float = setting(
+        "INGEST_BODY_TIMEOUT_S", 30.0, fields.Float(validate=validate.Range(min=1, max=600)),
+        "a request's body must arrive within this many seconds of its headers (which must "
+        "arrive within 5 s of the connection or of the previous request); a slower one gets 408 "
+        "and its connection is closed",
+    )  # fmt: skip
     ingest_cors_origins: tuple[str, ...] = setting(
         "INGEST_CORS_ORIGINS", ("*",), _Origins(),
         "the web origins whose pages may post (CORS): `*` (any: write keys are public anyway "
@@ -404,9 +410,9 @@ class Settings:
         "WEB_CONCURRENCY", 2, fields.Integer(validate=validate.Range(1, 256)),
         "gunicorn processes serving ingest",
     )  # fmt: skip
-    gunicorn_threads: int = setting(
-        "GUNICORN_THREADS", 4, fields.Integer(validate=validate.Range(1, 256)),
-        "threads per ingest process",
+    gunicorn_worker_connections: int = setting(
+        "GUNICORN_WORKER_CONNECTIONS", 1000, fields.Integer(validate=validate.Range(10, 100_000)),
+        "connections one ingest process serves at once (gevent); more wait in the listen backlog",
     )  # fmt: skip
     gunicorn_access_log: str | None = setting(
         "GUNICORN_ACCESS_LOG", None, fields.String(),

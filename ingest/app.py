@@ -15,6 +15,7 @@ import dataclasses
 import http
 import logging
 import os
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -31,10 +32,10 @@ from ingest.auth import AuthConfig
 from ingest.errors import (
     DEFAULT_RETRY_AFTER_S,
     BadRequest,
-    Forbidden,
     IngestError,
     OriginNotAllowed,
     PayloadTooLarge,
+    QueueFull,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -53,6 +54,9 @@ _CHUNK_BYTES = 64 * 1024
 _TEXT_TYPES = ("application/json", "text/plain")
 _GZIP = ("gzip", "x-gzip")
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer, not raw deflate
+# After the publish script finds a destination's backlog full, its requests are refused for this
+# long before they are validated (the backlog drains in seconds at best; Retry-After says 5).
+_FULL_MEMORY_S = 1.0
 
 
 def create_app(
@@ -80,7 +84,7 @@ def create_app(
         app.add_route(f"/v1/{name}", _Route(ingest, f"v1/{name}", kind))
     app.add_route("/v1/projects/{write_key}/settings", _SdkSettings(settings, router))
     app.add_route("/healthz", _Health())
-    app.add_route("/readyz", _Ready(settings, router.publishers))
+    app.add_route("/readyz", _Ready(router.publishers))
     app.add_error_handler(Exception, _on_unexpected_error)
     app.add_error_handler(falcon.HTTPError, _on_http_error)
     app.add_error_handler(IngestError, _on_ingest_error)
@@ -142,6 +146,20 @@ class _Ingest:
             max_event_bytes=settings.ingest_max_event_bytes,
             max_batch_events=settings.ingest_max_batch_events,
         )
+        # Destination -> until when (monotonic) its backlog is taken as still full.
+        self._full_until: dict[str, float] = {}
+
+    def _shed_if_full(self, destination: str) -> None:
+        """429 before validating anything while the destination's backlog was just found full.
+
+        The publish script decides what is stored (it measures the backlog atomically); this
+        only spares a full fleet the work of validating requests it is about to refuse.
+        """
+        until = self._full_until.get(destination)
+        if until is not None:
+            if time.monotonic() < until:
+                raise QueueFull("refused unvalidated: the backlog was full a moment ago")
+            del self._full_until[destination]
 
     def handle(self, req: falcon.Request, route: str, kind: str | None) -> int:
         received_at = self.clock()
@@ -159,25 +177,25 @@ class _Ingest:
         retry_count = req.get_header("X-Retry-Count")
         if retry_count:
             logger.info("%s: sender retry %.20s (auth: %s)", route, retry_count, method)
+        self._shed_if_full(routed.destination)
+        # Deletes need privilege: a profile deletion cannot be undone, and write keys ship
+        # inside apps. The parser refuses a request holding one whole, before validating it.
+        may_delete = routed.credential.privileged
         if route == "webhook":
             parsed = events.parse_webhook(
-                body, received_at, self.new_message_id, limits=self.limits
+                body, received_at, self.new_message_id, limits=self.limits, may_delete=may_delete
             )
         else:
             parsed = events.parse_v1(
-                kind, body, received_at, self.new_message_id, limits=self.limits
-            )
+                kind, body, received_at, self.new_message_id, limits=self.limits,
+                may_delete=may_delete,
+            )  # fmt: skip
         req.context.event_count = len(parsed)
-        if not routed.credential.privileged and any(
-            event.get("type") == "delete" for event in parsed
-        ):
-            # A profile deletion cannot be undone, and write keys ship inside apps: anyone can
-            # read one. Refused whole, so nothing of the request is stored.
-            raise Forbidden(
-                "deleting users needs an admin key (INGEST_ADMIN_KEYS) or a shared-secret "
-                "X-Signature over the whole body; a write key cannot delete"
-            )
-        result = routed.publisher.publish(parsed, route, routed.credential.sender)
+        try:
+            result = routed.publisher.publish(parsed, route, routed.credential.sender)
+        except QueueFull:
+            self._full_until[routed.destination] = time.monotonic() + _FULL_MEMORY_S
+            raise
         req.context.stored = True
         self.telemetry.published(
             routed.destination, route, parsed, result.accepted, result.duplicates
@@ -240,29 +258,34 @@ class _SdkSettings:
 
 
 class _Health:
+    """Liveness: the process answers HTTP. Says nothing else."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
 
 
 class _Ready:
-    """Ready when Redis answers and the backlog is under the limit (load balancers ask)."""
+    """Readiness, for load balancers: ready while this process reaches Redis.
 
-    def __init__(self, settings: Settings, publishers: list[Publisher]) -> None:
-        self._settings = settings
+    On the public port, so it says ready or not and a reason code, nothing more (no backlog,
+    no destination names). The shared backlog does not make a process unready: it is the same
+    for every ingest process, so every one would leave the load balancer at once and senders
+    would get the balancer's own error instead of ingest's 429 with Retry-After (which every
+    Segment SDK retries). A process that cannot reach Redis is unready (`store_unavailable`):
+    it could store nothing, and its peers may still reach Redis.
+    """
+
+    def __init__(self, publishers: list[Publisher]) -> None:
         self._publishers = publishers
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             self._publishers[0].ping()
-            backlog = max(publisher.backlog() for publisher in self._publishers)
         except redis.RedisError as ex:
             logger.warning("not ready: Redis unavailable: %s", ex)
             _not_ready(resp, "store_unavailable")
             return
-        if backlog >= self._settings.ingest_max_queued_events:
-            _not_ready(resp, "queue_full")
-            return
-        resp.media = {"status": "ok", "queued": backlog}
+        resp.media = {"status": "ok"}
 
 
 def _not_ready(resp: falcon.Response, reason: str) -> None:

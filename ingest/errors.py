@@ -71,14 +71,29 @@ class UnsupportedMediaType(IngestError):
     code = "unsupported_media_type"
 
 
+class RequestTimeout(IngestError):
+    """Raised when a request's body does not arrive within INGEST_BODY_TIMEOUT_S."""
+
+    # Segment's SDKs retry a 408 (analytics.js always; the mobile SDKs keep the batch).
+    status = 408
+    code = "request_timeout"
+
+
 class QueueFull(IngestError):
-    """Raised when accepting the events would push the backlog over its limit."""
+    """Raised when accepting the events would push the backlog over its limit.
+
+    The sender is told only that the queue is full: the backlog's size is the operator's
+    business (it is logged, and on the metrics), not the public port's. `detail` keeps what the
+    raiser said.
+    """
 
     status = 429
     code = "queue_full"
+    PUBLIC_MESSAGE = "the event queue is full; retry after Retry-After seconds"
 
     def __init__(self, message: str, *, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
-        super().__init__(message, retry_after_s=retry_after_s)
+        super().__init__(self.PUBLIC_MESSAGE, retry_after_s=retry_after_s)
+        self.detail = message
 
 
 class StoreUnavailable(IngestError):

@@ -5,6 +5,10 @@ messages, each with a `messageId`, a `timestamp` and a `receivedAt`, with `/v1/b
 `context`/`integrations` merged in and `writeKey` removed. Every problem raises a `BadRequest`
 or `PayloadTooLarge` naming the message index and the field, and rejects the whole request:
 a sender is never told "ok" about a request that was partly dropped.
+
+Refusals are cheap: the count limit, the delete check and every event's size limit are checked
+in one pass over the decoded messages before any of them is validated, so a request refused for
+a limit costs about what decoding its JSON cost (tests/unit/ingest/test_refusal_cost.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import orjson
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from config import fastjson
-from ingest.errors import BadRequest, PayloadTooLarge
+from ingest.errors import BadRequest, Forbidden, PayloadTooLarge
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias", "delete")
 V1_ROUTE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -127,24 +131,25 @@ class _MessageSchema(Schema):
             raise ValidationError(problems)
 
 
-class _BatchSchema(Schema):
-    """The envelope of `/v1/batch`; the messages themselves are checked one by one."""
+class _EnvelopeSchema(Schema):
+    """The envelope of `/v1/batch` but its `batch` list, which `_batch_items` checks: a
+    marshmallow List would visit every element before the count limit could refuse them."""
 
     class Meta:
         unknown = INCLUDE
 
-    batch = fields.List(
-        fields.Raw(),
-        required=True,
-        error_messages={"required": "batch is required", "invalid": "must be a list of messages"},
-    )
     context = _object()
     integrations = _object()
     sentAt = _Timestamp(allow_none=True)
 
 
 _MESSAGE_SCHEMA = _MessageSchema()
-_BATCH_SCHEMA = _BatchSchema()
+_ENVELOPE_SCHEMA = _EnvelopeSchema()
+# Said to a write key (or a first-element signature) whose request holds a delete.
+DELETE_FORBIDDEN = (
+    "deleting users needs an admin key (INGEST_ADMIN_KEYS) or a shared-secret X-Signature over "
+    "the whole body; a write key cannot delete"
+)
 
 
 def _present(value: object) -> bool:
@@ -257,18 +262,22 @@ def parse_webhook(
     new_id: Callable[[], str],
     *,
     limits: Limits = DEFAULT_LIMITS,
+    may_delete: bool = True,
 ) -> list[Event]:
-    """Events of a webhook POST: one message object, or a JSON array of them (Actions batch)."""
+    """Events of a webhook POST: one message object, or a JSON array of them (Actions batch).
+
+    With `may_delete` False, a request holding a `delete` is refused whole (Forbidden).
+    """
     if isinstance(body, dict):
-        return [_normalise(body, None, received_at, new_id, limits, {})]
+        _check_limits([body], lambda _: None, limits, may_delete)
+        return [_normalise(body, None, received_at, new_id, {})]
     if not isinstance(body, list):
         raise BadRequest(
             "request body must be a JSON object or an array of objects", code="validation_failed"
         )
-    _check_count(len(body), limits)
+    _check_limits(body, _webhook_where, limits, may_delete)
     return [
-        _normalise(item, f"events[{i}]", received_at, new_id, limits, {})
-        for i, item in enumerate(body)
+        _normalise(item, f"events[{i}]", received_at, new_id, {}) for i, item in enumerate(body)
     ]
 
 
@@ -279,25 +288,79 @@ def parse_v1(
     new_id: Callable[[], str],
     *,
     limits: Limits = DEFAULT_LIMITS,
+    may_delete: bool = True,
 ) -> list[Event]:
-    """Events of a Segment HTTP API call; `route_type` is None for `/v1/batch`."""
+    """Events of a Segment HTTP API call; `route_type` is None for `/v1/batch`.
+
+    With `may_delete` False, a batch holding a `delete` is refused whole (Forbidden).
+    """
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="validation_failed")
     if route_type is not None:
         if route_type not in V1_ROUTE_TYPES:
             raise BadRequest(f"unknown message type {route_type!r}", code="validation_failed")
         # The route names the type, as in Segment's API: /v1/track stores a track.
-        return [_normalise({**body, "type": route_type}, None, received_at, new_id, limits, {})]
-    problems = _BATCH_SCHEMA.validate(body)
+        item = {**body, "type": route_type}
+        _check_limits([item], lambda _: None, limits, may_delete)
+        return [_normalise(item, None, received_at, new_id, {})]
+    messages = _batch_items(body)
+    _check_limits(messages, _batch_where, limits, may_delete)
+    problems = _ENVELOPE_SCHEMA.validate(body)
     if problems:
         raise BadRequest(_describe(None, problems), code="validation_failed")
-    messages: list[object] = body["batch"]
-    _check_count(len(messages), limits)
     shared = {k: body[k] for k in ("context", "integrations", "sentAt") if body.get(k) is not None}
     return [
-        _normalise(item, f"batch[{i}]", received_at, new_id, limits, shared)
+        _normalise(item, f"batch[{i}]", received_at, new_id, shared)
         for i, item in enumerate(messages)
     ]
+
+
+def _webhook_where(index: int) -> str:
+    return f"events[{index}]"
+
+
+def _batch_where(index: int) -> str:
+    return f"batch[{index}]"
+
+
+def _batch_items(body: Mapping[str, Any]) -> list[object]:
+    if "batch" not in body:
+        raise BadRequest("batch: batch is required", code="validation_failed")
+    messages = body["batch"]
+    if not isinstance(messages, list):
+        raise BadRequest("batch: must be a list of messages", code="validation_failed")
+    return messages
+
+
+def _check_limits(
+    items: list[object],
+    where: Callable[[int], str | None],
+    limits: Limits,
+    may_delete: bool,
+) -> None:
+    """Every limit of the request, before any message is validated: the count, the delete
+    privilege, then each message's size (one compact serialisation each, in one C call per
+    message, cheaper than the decoding that produced it)."""
+    _check_count(len(items), limits)
+    if not may_delete and any(
+        isinstance(item, dict) and item.get("type") == "delete" for item in items
+    ):
+        # A profile deletion cannot be undone, and write keys ship inside apps: anyone can read
+        # one. Refused whole, so nothing of the request is stored.
+        raise Forbidden(DELETE_FORBIDDEN)
+    try:
+        sizes = [len(orjson.dumps(item)) if isinstance(item, dict) else 0 for item in items]
+    except (TypeError, ValueError):  # what orjson refuses: _encoded_size decides, by index
+        sizes = [
+            _encoded_size(item, where(index)) if isinstance(item, dict) else 0
+            for index, item in enumerate(items)
+        ]
+    if sizes and max(sizes) > limits.max_event_bytes:
+        index = next(i for i, size in enumerate(sizes) if size > limits.max_event_bytes)
+        raise PayloadTooLarge(
+            f"{where(index) or 'the event'} is {sizes[index]} bytes; the limit is "
+            f"{limits.max_event_bytes} bytes per event"
+        )
 
 
 def _check_count(count: int, limits: Limits) -> None:
@@ -313,17 +376,11 @@ def _normalise(
     where: str | None,
     received_at: datetime,
     new_id: Callable[[], str],
-    limits: Limits,
     shared: Mapping[str, Any],
 ) -> Event:
+    """One message, validated and normalised; its size was checked by `_check_limits`."""
     if not isinstance(item, dict):
         raise BadRequest(f"{where or 'message'}: must be a JSON object", code="validation_failed")
-    size = _encoded_size(item, where)
-    if size > limits.max_event_bytes:
-        raise PayloadTooLarge(
-            f"{where or 'the event'} is {size} bytes; the limit is {limits.max_event_bytes} "
-            "bytes per event"
-        )
     parsed = _quick_load(item)
     if parsed is None:
         try:
@@ -343,7 +400,8 @@ def _normalise(
     if event.get("timestamp") is None:
         event["timestamp"] = _corrected_timestamp(parsed, shared, received_at, item)
     event["receivedAt"] = format_timestamp(received_at)
-    _encoded_size(event, where)  # the merged context is checked for invalid text too
+    if shared:
+        _encoded_size(event, where)  # the merged context is checked for invalid text too
     return event
 
 
@@ -357,7 +415,7 @@ def _corrected_timestamp(
     original = parsed.get("originalTimestamp")
     sent = parsed.get("sentAt")
     if sent is None and "sentAt" in shared:
-        sent = datetime.fromisoformat(shared["sentAt"])  # validated by _BATCH_SCHEMA
+        sent = datetime.fromisoformat(shared["sentAt"])  # validated by _ENVELOPE_SCHEMA
         sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
     if original is not None and sent is not None:
         try:

@@ -100,25 +100,45 @@ def configure_logging(settings: Settings, secrets: Iterable[str], stream: Any = 
 
 def gunicorn_logconfig(settings: Settings, secrets: Iterable[str]) -> dict[str, Any]:
     """gunicorn's `logconfig_dict`: gunicorn's loggers and the app's (root) through one handler
-    on stderr, in LOG_FORMAT, with the secrets masked."""
+    on stderr, in LOG_FORMAT, with the secrets masked.
+
+    gunicorn writes an access line for every request whenever it is given a logging config,
+    whatever its `accesslog` says; so the access logger is switched off here unless
+    GUNICORN_ACCESS_LOG names where its lines go (`-`: stderr with the rest, else a file), in
+    the same format and masked the same way (a request path can hold a write key).
+    """
     level = settings.log_level
     formatter = {"()": JsonFormatter} if settings.log_format == "json" else {"format": TEXT_FORMAT}
+    stderr = {
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+        "formatter": "line",
+        "filters": ["redact"],
+    }
+    handlers: dict[str, Any] = {"stderr": stderr}
+    destination = settings.gunicorn_access_log
+    if destination is None:
+        access: dict[str, Any] = {"level": "CRITICAL", "handlers": ["off"], "propagate": False}
+        handlers["off"] = {"class": "logging.NullHandler"}
+    elif destination == "-":
+        access = {"level": "INFO", "handlers": ["stderr"], "propagate": False}
+    else:
+        handlers["access"] = {
+            "class": "logging.FileHandler",
+            "filename": destination,
+            "formatter": "line",
+            "filters": ["redact"],
+        }
+        access = {"level": "INFO", "handlers": ["access"], "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"redact": {"()": RedactSecrets, "secrets": list(secrets)}},
         "formatters": {"line": formatter},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "formatter": "line",
-                "filters": ["redact"],
-            }
-        },
+        "handlers": handlers,
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": access,
         },
     }

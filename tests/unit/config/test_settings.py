@@ -117,8 +117,8 @@ def test_secret_values_never_appear_in_the_problems() -> None:
 
 def test_gunicorn_and_destinations_settings_are_part_of_the_table() -> None:
     settings = load_settings(
-        {"WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "8", "DESTINATIONS_FILE": "d.yaml"}
+        {"WEB_CONCURRENCY": "3", "GUNICORN_WORKER_CONNECTIONS": "80", "DESTINATIONS_FILE": "d.yaml"}
     )
-    assert (settings.web_concurrency, settings.gunicorn_threads) == (3, 8)
+    assert (settings.web_concurrency, settings.gunicorn_worker_connections) == (3, 80)
     assert settings.destinations_file == "d.yaml"
     assert settings.gunicorn_access_log is None

@@ -150,3 +150,25 @@ def test_every_secret_of_a_destinations_file_is_masked(tmp_path) -> None:  # typ
         logger.removeHandler(handler)
     assert stream.getvalue().count("****") == 3
     assert "ios-api-key-9" not in stream.getvalue() and "hmac-s3cr3t" not in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("env", "handler_class"),
+    [
+        ({}, "logging.NullHandler"),
+        ({"GUNICORN_ACCESS_LOG": "-"}, "logging.StreamHandler"),
+        ({"GUNICORN_ACCESS_LOG": "/var/log/ingest-access.log"}, "logging.FileHandler"),
+    ],
+)
+def test_gunicorn_access_lines_go_only_where_gunicorn_access_log_says(
+    env: dict[str, str], handler_class: str
+) -> None:
+    # gunicorn logs access whenever it has a logging config: the config decides
+    config = gunicorn_logconfig(load_settings(env), ["k-123456"])
+    access = config["loggers"]["gunicorn.access"]
+    [name] = access["handlers"]
+    assert config["handlers"][name]["class"] == handler_class
+    assert access["propagate"] is False
+    assert access["level"] == ("CRITICAL" if not env else "INFO")
+    if handler_class != "logging.NullHandler":
+        assert config["handlers"][name]["filters"] == ["redact"]
