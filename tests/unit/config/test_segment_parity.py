@@ -4,7 +4,7 @@ Every expected output in the corpus was produced by running Segment's action-des
 (mapping-kit, destination-subscriptions, the Pushwoosh action) on the same inputs; regenerate
 with `python scripts/segment-parity/regenerate.py CHECKOUT`. Each case must come out the same
 here, except where the fleet refuses at start-up on purpose (marked in the case) or sends a
-timestamp as RFC 3339 (docs/mappings.md, "Deliberate differences").
+timestamp as RFC 3339 (README, "Moving from Segment's cloud destination").
 """
 
 from __future__ import annotations
