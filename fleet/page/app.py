@@ -26,7 +26,7 @@ from config.settings import Settings
 from fleet.page import access, views
 from fleet.page.context import Page
 from fleet.page.reads import MinuteCounters
-from telemetry.logs import maskable
+from telemetry.logs import maskable, redact
 
 STATIC_PREFIX: Final = "/delivery/_static/"
 STATIC_TYPES: Final = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
@@ -82,6 +82,10 @@ class _Guard:
             "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
             "form-action 'self'",
         )
+        if isinstance(resp.text, str):
+            # The last guard: whatever a reply, a dead letter or an event carried, no answer
+            # shows a secret of the fleet (the views mask what they show already).
+            resp.text = redact(resp.text, self._page.secrets)
         resp.set_header("X-Frame-Options", "DENY")
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")

@@ -93,6 +93,15 @@ def _config(
     return config
 
 
+def _line_config(range_: series.Range, starts: tuple[int, ...]) -> pygal.Config:
+    """Half-width lines; a bucket without requests is a gap, not a slope to the next one, and
+    every value is a dot, so a lone one shows."""
+    config = _config(range_, starts, 250, width=480)
+    config.allow_interruptions = True
+    config.dots_size = 2
+    return config
+
+
 @functools.lru_cache(maxsize=64)
 def outcomes_chart(
     range_: series.Range, starts: tuple[int, ...], rows: tuple[tuple[int, ...], ...]
@@ -112,9 +121,9 @@ def latency_chart(
     p95: tuple[float | None, ...],
 ) -> str:
     """Lines: Pushwoosh's latency p50 and p95 (ms) per bucket."""
-    config = _config(range_, starts, 250, width=480)
+    config = _line_config(range_, starts)
     config.legend_at_bottom_columns = 2
-    chart = pygal.Line(config, style=_LINE_STYLE, show_dots=False)
+    chart = pygal.Line(config, style=_LINE_STYLE)
     chart.add("p50 (ms)", list(p50))
     chart.add("p95 (ms)", list(p95))
     return str(chart.render(is_unicode=True))
@@ -125,10 +134,10 @@ def per_request_chart(
     range_: series.Range, starts: tuple[int, ...], values: tuple[float | None, ...]
 ) -> str:
     """A line: events per Pushwoosh request per bucket (100 is the most a batch holds)."""
-    config = _config(range_, starts, 250, width=480)
+    config = _line_config(range_, starts)
     config.show_legend = False
     config.formatter = _one_decimal
-    chart = pygal.Line(config, style=_PER_REQUEST_STYLE, show_dots=False, fill=True)
+    chart = pygal.Line(config, style=_PER_REQUEST_STYLE)
     chart.add("events per request", list(values))
     return str(chart.render(is_unicode=True))
 

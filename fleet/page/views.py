@@ -210,6 +210,7 @@ class DeadLetters:
             letters=found.letters, next_cursor=found.next_cursor, scanned=found.scanned,
             total=queue.count(), given=given, query=query, problems=problems, now_ms=now_ms,
             after=cursor, max_ids=MAX_IDS_PER_ACTION,
+            mask=lambda text: redact(str(text), page.secrets),
         )  # fmt: skip
 
 

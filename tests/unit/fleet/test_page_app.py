@@ -172,7 +172,7 @@ def test_test_mapping_names_the_mapping_and_masks_the_key(client) -> None:
 def test_dead_letters_are_listed_shown_and_replayed(client, redis_client) -> None:
     letter = DeadLetter(
         kind="failed", mapping="Track Events", action="trackEvent", path="post-events",
-        status=400, reason="HTTP 400: bad", reply=f'{{"key": "{API_KEY}"}}', attempts=1,
+        status=400, reason=f"HTTP 400: bad, {API_KEY}", reply=f'{{"key": "{API_KEY}"}}', attempts=1,
         first_attempt_ms=NOW_MS, last_attempt_ms=NOW_MS, message_ids=["m-1"],
         destination="default", request={"path": "post-events", "body": {"events": [{}]},
                                         "message_ids": ["m-1"], "mapping": "Track Events",
@@ -182,6 +182,7 @@ def test_dead_letters_are_listed_shown_and_replayed(client, redis_client) -> Non
     listed = client.simulate_get("/delivery/default/dead-letters", headers=AUTH,
                                  params={"status": "400"}).text  # fmt: skip
     assert 'data-id="0/5-0"' in listed
+    assert "HTTP 400: bad, ****" in listed and API_KEY not in listed
     assert (
         "0/5-0"
         not in client.simulate_get(
