@@ -26,7 +26,7 @@ from config.settings import Settings
 from fleet.page import access, views
 from fleet.page.context import Page
 from fleet.page.reads import MinuteCounters
-from telemetry.logs import maskable, redact
+from telemetry.logs import maskable
 
 STATIC_PREFIX: Final = "/delivery/_static/"
 STATIC_TYPES: Final = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
@@ -85,7 +85,7 @@ class _Guard:
         if isinstance(resp.text, str):
             # The last guard: whatever a reply, a dead letter or an event carried, no answer
             # shows a secret of the fleet (the views mask what they show already).
-            resp.text = redact(resp.text, self._page.secrets)
+            resp.text = self._page.mask(resp.text)
         resp.set_header("X-Frame-Options", "DENY")
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")

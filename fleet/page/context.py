@@ -14,6 +14,7 @@ from config.destinations import Destination
 from config.settings import Settings
 from fleet.page import access
 from fleet.page.reads import MinuteCounters
+from telemetry.logs import redact
 
 
 @dataclasses.dataclass
@@ -48,5 +49,10 @@ class Page:
             nonce=req.context.nonce,
             csrf_token=access.csrf_token(self.csrf_secret, visitor),
             visible=sorted(visitor.destinations),
+            mask=self.mask,
             **values,
         )
+
+    def mask(self, text: object) -> str:
+        """`text` with every secret of the fleet replaced by ****."""
+        return redact(str(text), self.secrets)
