@@ -102,7 +102,7 @@ def _line_config(range_: series.Range, starts: tuple[int, ...]) -> pygal.Config:
     return config
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def outcomes_chart(
     range_: series.Range, starts: tuple[int, ...], rows: tuple[tuple[int, ...], ...]
 ) -> str:
@@ -113,7 +113,7 @@ def outcomes_chart(
     return str(chart.render(is_unicode=True))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def latency_chart(
     range_: series.Range,
     starts: tuple[int, ...],
@@ -129,7 +129,7 @@ def latency_chart(
     return str(chart.render(is_unicode=True))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def per_request_chart(
     range_: series.Range, starts: tuple[int, ...], values: tuple[float | None, ...]
 ) -> str:
