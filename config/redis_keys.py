@@ -22,6 +22,9 @@ Per destination:
                                 pwf:default:circuit:probe, the one probe allowed when it passes
   pwf:default:rate-limit        HASH: the shared token buckets (worker/ratelimit.py)
   pwf:default:last-error        the last Pushwoosh error, for `status`
+  pwf:default:errors:<h>        HASH of failed calls by kind for epoch hour h (kept a day): per
+                                kind n:/e:/t:/s:<kind> = calls, events, last time, one sample
+                                (key masked); at most 50 kinds (telemetry/error_groups.py)
 Per fleet:
   {pwf:trace:<yyyymmddhh>}      HASH messageId -> NDJSON history, one per hour, and its size in
                                 {pwf:trace:<yyyymmddhh>}:bytes (telemetry/trace.py)
@@ -124,6 +127,10 @@ class RedisKeys:
     @property
     def last_error(self) -> str:
         return f"{self.base}:last-error"
+
+    def errors(self, epoch_hour: int) -> str:
+        """HASH of one hour's failed calls by kind, each with one sample (expires after a day)."""
+        return f"{self.base}:errors:{epoch_hour}"
 
 
 def trace_bucket(prefix: str, hour: str) -> str:

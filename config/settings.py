@@ -283,8 +283,8 @@ class Settings:
     )  # fmt: skip
     ingest_admin_keys: tuple[Secret, ...] = setting(
         "INGEST_ADMIN_KEYS", (), _SecretList(),
-        "comma-separated keys that may also delete users (never a write key); `Authorization` "
-        "header only, Bearer or Basic",
+        "comma-separated keys that may also delete users (never a write key), and open the "
+        "[delivery page](#the-delivery-page); `Authorization` header only, Bearer or Basic",
         shown="—", secret=True,
     )  # fmt: skip
     ingest_shared_secret: Secret | None = setting(
@@ -399,7 +399,8 @@ class Settings:
     fleet_metrics_port: int = setting(
         "FLEET_METRICS_PORT", 9812, fields.Integer(validate=validate.Range(1, 65535)),
         "`pushwoosh-fleet metrics`: the fleet-wide gauges (queues, oldest event, retries, dead "
-        "letters, live workers), served by that one process",
+        "letters, live workers) and the [delivery page](#the-delivery-page), served by that one "
+        "process",
     )  # fmt: skip
     worker_heartbeat_path: str | None = setting(
         "WORKER_HEARTBEAT_PATH", None, fields.String(),

@@ -32,14 +32,13 @@ from fleet import locate
 from fleet.deletion import DeletionError, delete_users, read_user_ids
 from fleet.describe import check_config
 from fleet.dlq_cli import run_dlq
-from fleet.exporter import exporter_registry
+from fleet.exporter import page_url, serve_fleet
 from fleet.parser import Command, build_parser
 from fleet.preview import PreviewInputError, preview, read_events
 from fleet.replay import ReplayError, replay_file
 from fleet.run import run_fleet
 from fleet.status import assess, celery_workers, format_status, read_status
 from store.client import redis_for
-from telemetry import exposition
 from telemetry.logs import configure_logging
 from telemetry.trace import describe, lookup
 from worker.heartbeat import problems as heartbeat_problems
@@ -322,14 +321,15 @@ def cmd_delete_user(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     settings = _settings()
     _chosen(args, _destinations(settings))  # an unknown --destination stops here
-    registry = exporter_registry(settings, os.environ, _reachable(settings), args.destination)
     address = args.address or settings.metrics_address
     port = settings.fleet_metrics_port if args.port is None else args.port
-    listener = exposition.serve(registry, address, port, "fleet")
+    client = _reachable(settings)
+    listener = serve_fleet(settings, os.environ, client, address, port, args.destination)
     if listener is None:
         print(f"metrics: cannot listen on {address}:{port}", file=sys.stderr)
         return 2
     print(f"serving the fleet-wide gauges on {listener.url}", flush=True)
+    print(f"delivery page on {page_url(listener)} (an admin key opens it)", flush=True)
     try:
         while True:
             time.sleep(3600)

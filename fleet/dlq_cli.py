@@ -20,14 +20,22 @@ from worker.dlq import DeadLetter, DeadLetterFilter, DeadLetterQueue
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_age(text: str | None) -> float | None:
-    """'90s', '30m', '2h', '1d' → seconds."""
-    if text is None:
+def read_age(text: str | None) -> float | None:
+    """'90s', '30m', '2h', '1d' → seconds (None for none); ValueError for anything else."""
+    if text is None or not text.strip():
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
-        raise SystemExit(f"dlq: cannot read the age {text!r}; use e.g. 90s, 30m, 2h, 1d")
+        raise ValueError(f"cannot read the age {text!r}; use e.g. 90s, 30m, 2h, 1d")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def parse_age(text: str | None) -> float | None:
+    """read_age for the command line: a bad age stops the command with the reason."""
+    try:
+        return read_age(text)
+    except ValueError as ex:
+        raise SystemExit(f"dlq: {ex}") from ex
 
 
 def _now_ms() -> int:

@@ -2,6 +2,7 @@
 
 No network, no Redis: events are read from a file or stdin (one JSON object, a JSON array, or
 NDJSON), mapped through the configured mappings and packed as a worker packs one batch window.
+Each request names the mapping that made it (and its action), as Segment's "Test Mapping" does.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def preview(
     for planned in plan_requests(calls, settings.batch_max_events):
         http = endpoint.request(planned.path, planned.body, reveal_secrets=show_secrets)
         requests.append(
-            {"method": http.method, "url": http.url, "headers": http.headers, "json": http.json}
+            {
+                "mapping": planned.mapping,
+                "action": planned.action,
+                "events": len(planned.message_ids),
+                "method": http.method,
+                "url": http.url,
+                "headers": http.headers,
+                "json": http.json,
+            }
         )
     return {"requests": requests, "rejected": rejected, "skipped": skipped}

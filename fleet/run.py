@@ -25,7 +25,7 @@ import requests
 from config.settings import Settings, load_settings
 from fleet import locate
 from fleet.embedded_redis import EmbeddedRedis
-from fleet.exporter import exporter_registry
+from fleet.exporter import page_url, serve_fleet
 from store.client import redis_for
 from telemetry import exposition
 from worker.pushwoosh import DRY_RUN_BANNER
@@ -40,13 +40,14 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def _local_write_key(data_dir: Path) -> str:
-    """A write key kept in the data directory, so senders keep working across restarts."""
-    path = data_dir / "write-key"
+def _local_key(data_dir: Path, name: str = "write-key", prefix: str = "local-") -> str:
+    """A key kept in the data directory, so senders (and the page) keep working across
+    restarts: the write key, and the admin key that opens the delivery page."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = "local-" + secrets.token_urlsafe(18)
+    key = prefix + secrets.token_urlsafe(18)
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
@@ -84,6 +85,7 @@ class Fleet:
         self.redis: EmbeddedRedis | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.write_key: str | None = None
+        self.admin_key: str | None = None
         self.settings: Settings | None = None
         self.listener: exposition.Listener | None = None
 
@@ -108,8 +110,11 @@ class Fleet:
             and settings.ingest_shared_secret is None
             and not settings.ingest_allow_unauthenticated
         ):
-            self.write_key = _local_write_key(self.data_dir)
+            self.write_key = _local_key(self.data_dir)
             self.env["INGEST_WRITE_KEYS"] = self.write_key
+        if not settings.ingest_admin_keys:
+            self.admin_key = _local_key(self.data_dir, "admin-key", "local-admin-")
+            self.env["INGEST_ADMIN_KEYS"] = self.admin_key
         if self.port is not None:
             self.env["PORT"] = str(self.port)
         self.settings = settings = load_settings(self.env)
@@ -134,11 +139,12 @@ class Fleet:
         )  # fmt: skip
         self.children.append(("worker", worker))
         _wait_healthy(f"http://127.0.0.1:{settings.port}/healthz", web, timeout_s=30)
-        self.listener = exposition.serve(
-            exporter_registry(settings, self.env, redis_for(settings, socket_timeout=5)),
+        self.listener = serve_fleet(
+            settings,
+            self.env,
+            redis_for(settings, decode_responses=True, socket_timeout=5),
             settings.metrics_address,
             settings.fleet_metrics_port,
-            "fleet",
         )
         locate.record(
             self.data_dir,
@@ -174,6 +180,7 @@ class Fleet:
             )
             + "  metrics: "
             + ", ".join(f"{role} {url}" for role, url in self._metrics_urls(settings).items())
+            + self._page_howto()
             + "\n  watch it from another terminal, in this directory:\n"
             "    pushwoosh-fleet status   (and trace, dlq, replay...: they find this fleet)\n"
             "  try:\n"
@@ -183,6 +190,15 @@ class Fleet:
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
+
+    def _page_howto(self) -> str:
+        if self.listener is None:
+            return ""
+        if self.admin_key:
+            who = f"user admin, password {self.admin_key} (kept in {self.data_dir}/admin-key)"
+        else:
+            who = "user admin, password: an admin key (INGEST_ADMIN_KEYS)"
+        return f"\n  delivery page: {page_url(self.listener)}  ({who})"
 
     def wait(self) -> int:
         """Block until a child exits or a signal arrives; returns the exit code to use."""

@@ -35,6 +35,7 @@ class FleetStatus:
     workers: list[str] | None  # None: could not ask the workers
     now_ms: int
     oldest_event_ms: int | None = None  # when the oldest queued event was stored
+    oldest_by_shard_ms: list[int | None] = dataclasses.field(default_factory=list)
 
     @property
     def oldest_age_s(self) -> float:
@@ -81,7 +82,8 @@ def read_status(
     per_shard = [results[i * 7 : i * 7 + 7] for i in range(settings.shards)]
     circuit, last_error = results[-2:]
     dues = [int(row[3][0][1]) for row in per_shard if row[3]]
-    firsts = [int(_text(row[1][0][0]).split("-", 1)[0]) for row in per_shard if row[1]]
+    by_shard = [int(_text(row[1][0][0]).split("-", 1)[0]) if row[1] else None for row in per_shard]
+    firsts = [first for first in by_shard if first is not None]
     return FleetStatus(
         destination=destination,
         queue_depths=[int(row[0]) for row in per_shard],
@@ -95,6 +97,7 @@ def read_status(
         workers=list_workers(),
         now_ms=int(now_s * 1000),
         oldest_event_ms=min(firsts) if firsts else None,
+        oldest_by_shard_ms=by_shard,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 NAMES: Final = (
     "dlq_replay",
+    "error_groups",
     "lease_release",
     "lease_renew",
     "publish",

@@ -19,11 +19,16 @@ import logging
 import os
 import platform
 import resource
+import socket
+import socketserver
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, multiprocess, start_http_server, values
+from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -174,25 +179,44 @@ class Listener:
         return f"http://{self.address}:{self.port}/metrics"
 
 
-def serve(
-    registry: CollectorRegistry | Iterable[Collector], address: str, port: int, what: str
-) -> Listener | None:
-    """Serve /metrics on address:port from a daemon thread; None when off (port 0) or when the
-    port is taken (logged: delivery matters more than its metrics)."""
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _family(address: str, port: int) -> socket.AddressFamily:
+    """IPv6 for an IPv6 address (`::`), else IPv4, as prometheus-client picks."""
+    infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return infos[0][0] if infos else socket.AF_INET
+
+
+def serve_app(app: WsgiApp, address: str, port: int, what: str) -> Listener | None:
+    """Serve a WSGI app on address:port from daemon threads (one per request); None when off
+    (port 0) or when the port is taken (logged: delivery matters more than its metrics)."""
     if port == 0:
         return None
-    if not isinstance(registry, CollectorRegistry):
-        collectors, registry = registry, CollectorRegistry(auto_describe=False)
-        for collector in collectors:
-            registry.register(collector)
     try:
-        server, thread = start_http_server(port, addr=address, registry=registry)
+        server_class = type(
+            "Server", (_ThreadingServer,), {"address_family": _family(address, port)}
+        )
+        server: WSGIServer = make_server(
+            address, port, app, server_class, handler_class=_QuietHandler
+        )
     except OSError as ex:
         logger.error(
             "%s metrics: cannot listen on %s:%d (%s); set its port setting to a free one, or 0",
             what, address, port, ex.strerror or ex,
         )  # fmt: skip
         return None
+    thread = threading.Thread(target=server.serve_forever, name=f"{what}-listener", daemon=True)
+    thread.start()
 
     def stop() -> None:
         server.shutdown()
@@ -201,3 +225,19 @@ def serve(
 
     logger.info("%s metrics on http://%s:%d/metrics", what, address, port)
     return Listener(address, port, stop)
+
+
+def registry_of(registry: CollectorRegistry | Iterable[Collector]) -> CollectorRegistry:
+    if isinstance(registry, CollectorRegistry):
+        return registry
+    collected = CollectorRegistry(auto_describe=False)
+    for collector in registry:
+        collected.register(collector)
+    return collected
+
+
+def serve(
+    registry: CollectorRegistry | Iterable[Collector], address: str, port: int, what: str
+) -> Listener | None:
+    """Serve /metrics on address:port (see serve_app)."""
+    return serve_app(make_wsgi_app(registry_of(registry)), address, port, what)

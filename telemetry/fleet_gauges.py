@@ -32,6 +32,21 @@ logger = logging.getLogger(__name__)
 LIVE_WORKER_WINDOW_S = 30.0
 
 
+# The most workers a page lists by name (the gauge counts them all).
+MAX_LISTED_WORKERS = 100
+
+
+def live_workers(client: redis.Redis, prefix: str, now_ms: int) -> list[tuple[str, int]]:
+    """(node name, last heartbeat in ms) of the workers whose pump beat lately, the latest
+    first; at most MAX_LISTED_WORKERS."""
+    window_ms = int(LIVE_WORKER_WINDOW_S * 1000)
+    rows = client.zrevrangebyscore(
+        worker_heartbeats(prefix), "+inf", now_ms - window_ms, start=0,
+        num=MAX_LISTED_WORKERS, withscores=True,
+    )  # fmt: skip
+    return [(_text(name), int(score)) for name, score in rows]
+
+
 @dataclasses.dataclass(frozen=True)
 class GaugeSpec:
     name: str

@@ -43,19 +43,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+def maskable(secrets: Iterable[str]) -> list[str]:
+    """The secrets worth masking, longest first, so a secret containing another is masked whole;
+    short ones are skipped because masking "a" everywhere would make text unreadable without
+    protecting anything."""
+    return sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by ****; `secrets` as `maskable` returns them."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
 class RedactSecrets(logging.Filter):
     """Replaces each secret in a record's message, arguments and extras with ****."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is masked whole; short ones are skipped
-        # because masking "a" everywhere would make logs unreadable without protecting anything.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = maskable(secrets)
 
     def _clean(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return redact(text, self._secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:

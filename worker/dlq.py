@@ -184,6 +184,25 @@ def _stream_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class DeadLetterPage:
+    """One page of dead letters, newest first; `next_cursor` continues with older ones (None:
+    nothing older was left to read)."""
+
+    letters: list[DeadLetter]
+    next_cursor: str | None
+    scanned: int
+
+
+def _older_than(shard: int, cursor: str | None) -> str:
+    """XREVRANGE's upper bound in `shard` for entries after `cursor` (a dead-letter id) in the
+    newest-first order by (entry id, shard): the same id in a lower shard still comes after."""
+    if cursor is None:
+        return "+"
+    cursor_shard, entry_id = _split_id(cursor)
+    return entry_id if shard < cursor_shard else "(" + entry_id
+
+
 class DeadLetterQueue:
     """The dead letters of one destination, kept per shard (with the shard's other keys)."""
 
@@ -220,6 +239,46 @@ class DeadLetterQueue:
         for _, letter in merged:
             if flt.matches(letter, now_ms):
                 yield letter
+
+    def _shard_letters_newest(
+        self, shard: int, cursor: str | None, chunk: int
+    ) -> Iterator[tuple[tuple[int, int, int], DeadLetter]]:
+        key = self._keys.shard(shard).dlq
+        upper = _older_than(shard, cursor)
+        while True:
+            entries = self._client.xrevrange(key, max=upper, min="-", count=chunk)
+            for entry_id, fields in entries:
+                letter = DeadLetter.from_entry(letter_id(shard, entry_id), fields["d"])
+                yield (*_stream_key(entry_id), shard), letter
+            if len(entries) < chunk:
+                return
+            upper = "(" + entries[-1][0]
+
+    def newest(
+        self,
+        flt: DeadLetterFilter,
+        now_ms: int,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        max_scanned: int = 1000,
+    ) -> DeadLetterPage:
+        """Up to `limit` dead letters the filter takes, newest first, after `cursor`; reads at
+        most about `max_scanned` entries (plus one chunk per shard), however many there are."""
+        merged = heapq.merge(
+            *(self._shard_letters_newest(s, cursor, limit) for s in range(self._shards)),
+            key=lambda item: item[0],
+            reverse=True,
+        )
+        letters: list[DeadLetter] = []
+        scanned = 0
+        for _, letter in merged:
+            scanned += 1
+            if flt.matches(letter, now_ms):
+                letters.append(letter)
+            if len(letters) >= limit or scanned >= max_scanned:
+                return DeadLetterPage(letters, letter.id, scanned)
+        return DeadLetterPage(letters, None, scanned)
 
     def get(self, dead_letter_id: str) -> DeadLetter | None:
         try:

@@ -66,7 +66,7 @@ def build_runtimes(settings: Settings, env: MappingABC[str, str]) -> dict[str, R
             mappings=destination.mappings,
             sender=make_sender(destination.settings),
             destination=name,
-            observer=build_observer(destination.settings, client, name),
+            observer=build_observer(destination.settings, client, destination),
         )
         for name, destination in load_destinations(settings, env).items()
     }

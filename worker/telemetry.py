@@ -8,6 +8,7 @@ ingest -> delivered) comes from each event's stream entry id, the time Redis sto
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -18,16 +19,25 @@ from typing import Any
 import redis
 from celery.signals import worker_process_shutdown
 
+from config.destinations import Destination
 from config.redis_keys import RedisKeys
 from config.settings import Settings
+from telemetry.error_groups import ErrorGroups, ErrorKind, cut, reply_code
 from telemetry.flusher import Flusher, PipelineWriter
 from telemetry.lag import AcceptedTimes, entry_ms
+from telemetry.logs import maskable, redact
 from telemetry.metrics import Counts, FleetMetrics, process_metrics
 from telemetry.trace import TraceBuffer, attach_trace, make_record
 from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter, reason_code
 from worker.mapping import Call, Rejection
 from worker.pushwoosh import Reply
+from worker.wire import Endpoint
+
+# Outcomes of an attempt that are failures noted here (a dead letter is noted with its reason
+# code by on_dead_lettered, where the code is known).
+_NOTED_ATTEMPTS = {"retry": "retried", "split": "split"}
+SAMPLE_MESSAGE_IDS = 3
 
 
 class LastError(PipelineWriter):
@@ -58,6 +68,60 @@ class LastError(PipelineWriter):
             self._latest = self._latest or batch
 
 
+class ErrorSamples:
+    """Failed calls noted by kind for the delivery page, each with a sample request and reply
+    whose API key is masked and whose every secret is replaced before anything is kept."""
+
+    def __init__(self, groups: ErrorGroups, endpoint: Endpoint, secrets: Sequence[str]) -> None:
+        self.groups = groups
+        self._endpoint = endpoint
+        self._secrets = maskable(secrets)
+
+    def _clean(self, text: str) -> str:
+        return cut(redact(text, self._secrets))
+
+    def _request(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        http = self._endpoint.request(path, body)  # the key masked: never revealed here
+        text = json.dumps(http.json, ensure_ascii=False, indent=1)
+        return {"method": http.method, "url": http.url, "headers": http.headers,
+                "body": self._clean(text)}  # fmt: skip
+
+    def reply(self, request: PlannedRequest, reply: Reply, outcome: str, t_ms: int) -> None:
+        kind = ErrorKind(outcome, reply_code(reply.status, reply.transport_error), reply.status)
+
+        def sample() -> dict[str, Any]:
+            return {
+                "action": request.action, "mapping": request.mapping,
+                "events": len(request.message_ids),
+                "message_ids": list(request.message_ids[:SAMPLE_MESSAGE_IDS]),
+                "request": self._request(request.path, request.body),
+                "reply": {"status": reply.status,
+                          "body": self._clean(reply.transport_error or reply.body or "")},
+            }  # fmt: skip
+
+        self.groups.note(kind, len(request.message_ids), t_ms, sample)
+
+    def dead_letter(self, letter: DeadLetter, t_ms: int) -> None:
+        kind = ErrorKind("dead_lettered", reason_code(letter), letter.status)
+
+        def sample() -> dict[str, Any]:
+            data: dict[str, Any] = {
+                "action": letter.action, "mapping": letter.mapping,
+                "events": len(letter.message_ids) or 1,
+                "message_ids": letter.message_ids[:SAMPLE_MESSAGE_IDS],
+                "reason": self._clean(letter.reason),
+            }  # fmt: skip
+            if letter.request is not None:
+                data["request"] = self._request(letter.path, letter.request.get("body") or {})
+                data["reply"] = {"status": letter.status, "body": self._clean(letter.reply)}
+            elif letter.event is not None:
+                text = json.dumps(letter.event, ensure_ascii=False, indent=1)
+                data["event"] = self._clean(text)
+            return data
+
+        self.groups.note(kind, len(letter.message_ids) or 1, t_ms, sample)
+
+
 class FleetObserver:
     def __init__(
         self,
@@ -65,6 +129,7 @@ class FleetObserver:
         trace: TraceBuffer | None,
         last_error: LastError | None = None,
         *,
+        errors: ErrorSamples | None = None,
         clock: Callable[[], float] = time.time,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
         accepted: AcceptedTimes | None = None,
@@ -72,6 +137,7 @@ class FleetObserver:
         self.counts = counts
         self.trace = trace
         self.last_error = last_error
+        self.errors = errors
         self.accepted = accepted if accepted is not None else AcceptedTimes()
         self._clock = clock
         self._new_request_id = new_request_id
@@ -139,16 +205,8 @@ class FleetObserver:
             lag = self.counts.child("delivery_lag_seconds", request.action)
             for accepted_ms in self.accepted.settle(request.message_ids):
                 lag.observe(max(0, now_ms - accepted_ms) / 1000)
-        elif self.last_error is not None:
-            self.last_error.set(
-                {
-                    "t": str(self._now_ms()),
-                    "path": request.path,
-                    "status": status,
-                    "reply": (reply.transport_error or reply.body or "")[:300],
-                    "outcome": outcome,
-                }
-            )
+        else:
+            self._note_failure(request, reply, outcome, status)
         if self.trace is not None:
             self.trace.add_many(
                 request.message_ids,
@@ -164,6 +222,23 @@ class FleetObserver:
                 attempt=attempts,
             )
 
+    def _note_failure(
+        self, request: PlannedRequest, reply: Reply, outcome: str, status: str
+    ) -> None:
+        now_ms = self._now_ms()
+        if self.last_error is not None:
+            self.last_error.set(
+                {
+                    "t": str(now_ms),
+                    "path": request.path,
+                    "status": status,
+                    "reply": (reply.transport_error or reply.body or "")[:300],
+                    "outcome": outcome,
+                }
+            )
+        if self.errors is not None and outcome in _NOTED_ATTEMPTS:
+            self.errors.reply(request, reply, _NOTED_ATTEMPTS[outcome], now_ms)
+
     def on_parked(self, request: PlannedRequest, due_ms: int, attempts: int, reason: str) -> None:
         self.counts.inc("events_retried", request.action, amount=len(request.message_ids))
         if self.trace is not None:
@@ -178,6 +253,8 @@ class FleetObserver:
 
     def on_dead_lettered(self, letter: DeadLetter) -> None:
         reason = reason_code(letter)
+        if self.errors is not None:
+            self.errors.dead_letter(letter, self._now_ms())
         self.accepted.settle(letter.message_ids)
         self.counts.inc(
             "events_dead_lettered", letter.action or "none", reason,
@@ -221,19 +298,28 @@ _lock = threading.Lock()
 _shared: dict[tuple[int, int], _ProcessTelemetry] = {}
 
 
-def build_observer(settings: Settings, client: redis.Redis, destination: str) -> FleetObserver:
-    """The observer a worker process installs in its Runtime."""
+def build_observer(
+    settings: Settings, client: redis.Redis, destination: Destination
+) -> FleetObserver:
+    """The observer a worker process installs in its Runtime (settings: the destination's)."""
     metrics = process_metrics()
     with _lock:
         key = (os.getpid(), id(client))
         shared = _shared.get(key)
         if shared is None or shared.client is not client:
             shared = _shared[key] = _ProcessTelemetry(settings, client, metrics)
-    last_error = LastError(RedisKeys(settings.redis_key_prefix, destination))
+    keys = RedisKeys(settings.redis_key_prefix, destination.name)
+    last_error = LastError(keys)
     shared.flusher.add_writer(last_error)
-    return FleetObserver(
-        Counts(metrics, destination), shared.trace, last_error, accepted=shared.accepted
+    groups = ErrorGroups(client, keys)
+    shared.flusher.add_writer(groups)
+    errors = ErrorSamples(
+        groups, Endpoint.of(settings), [*settings.secrets(), *destination.secrets()]
     )
+    return FleetObserver(
+        Counts(metrics, destination.name), shared.trace, last_error, errors=errors,
+        accepted=shared.accepted,
+    )  # fmt: skip
 
 
 def _flush_when_the_pool_process_exits(flusher: Flusher) -> None:

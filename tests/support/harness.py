@@ -136,6 +136,24 @@ class FleetProcesses:
         ] + (extra or [])  # fmt: skip
         return self._spawn("worker", args, {**self.env, **(env or {})})
 
+    def start_fleet_listener(self, port: int | None = None) -> str:
+        """`pushwoosh-fleet metrics`: the fleet-wide gauges and the delivery page. Returns its
+        base URL once /metrics answers."""
+        port = port or free_port()
+        env = {**self.env, "FLEET_METRICS_PORT": str(port)}
+        process = self._spawn("fleet", [str(BIN / "pushwoosh-fleet"), "metrics"], env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the fleet listener exited: {self.logs('fleet')}")
+            try:
+                if requests.get(f"{url}/metrics", timeout=1).status_code == 200:
+                    return url
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError(f"the fleet listener did not come up on {url}: {self.logs('fleet')}")
+
     def logs(self, name: str) -> str:
         texts = []
         for path in sorted(self.log_dir.glob(f"{name}-*.log")):

@@ -149,6 +149,12 @@ def test_the_wheel_the_image_installs_carries_the_lua_scripts(tmp_path: Path) ->
     # Then every Lua script is inside, beside the packages and the console script
     assert {f"store/lua/{name}.lua" for name in NAMES} <= names
     assert {"ingest/gunicorn_conf.py", "worker/heartbeat.py", "fleet/cli.py"} <= names
+    # And the delivery page's templates, CSS and script (the page fetches nothing elsewhere)
+    page = ROOT / "fleet" / "page"
+    shipped = {str(p.relative_to(ROOT)) for p in page.glob("templates/*")} | {
+        str(p.relative_to(ROOT)) for p in page.glob("static/*")
+    }
+    assert shipped and shipped <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "pushwoosh-fleet = fleet.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

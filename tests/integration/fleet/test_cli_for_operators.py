@@ -35,7 +35,7 @@ def cli_in(
 
 
 @pytest.fixture
-def running_fleet(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[str]]]:
+def running_fleet(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[str], str]]:
     """`pushwoosh-fleet run` in tmp_path with nothing set: embedded Redis, dry run."""
     port = free_port()
     process = subprocess.Popen(
@@ -54,7 +54,7 @@ def running_fleet(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[
             break
     assert "pushwoosh-fleet is running" in "".join(lines), "".join(lines)
     try:
-        yield tmp_path, port, process
+        yield tmp_path, port, process, "".join(lines)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=90)
@@ -63,7 +63,7 @@ def running_fleet(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_second_terminal_finds_the_fleet_that_run_started(running_fleet) -> None:
-    directory, port, process = running_fleet
+    directory, port, process, printed = running_fleet
     # Given the fleet `run` started with an embedded Redis, and one event sent to it
     key = (directory / ".pushwoosh-fleet" / "write-key").read_text().strip()
     response = requests.post(f"http://127.0.0.1:{port}/v1/track", json=TRACK, auth=(key, ""))
@@ -86,6 +86,14 @@ def test_a_second_terminal_finds_the_fleet_that_run_started(running_fleet) -> No
         time.sleep(0.5)
         trace = cli_in(directory, "trace", "op-1")
     assert "received via v1/track" in trace.stdout and "-> delivered" in trace.stdout
+    # And the delivery page `run` printed opens with the admin key it made, and shows the event
+    found = re.search(r"delivery page: (\S+)  \(user admin, password (\S+) ", printed)
+    assert found is not None, printed
+    page, admin_key = found.groups()
+    assert admin_key == (directory / ".pushwoosh-fleet" / "admin-key").read_text().strip()
+    assert requests.get(page, timeout=10).status_code == 401
+    overview = requests.get(f"{page}/default", auth=("admin", admin_key), timeout=10)
+    assert 'id="total-delivered" data-count="1"' in overview.text, overview.text[-2000:]
     # And `replay` sends a gzipped stream from stdin to that fleet's ingest, with its local key
     lines = "\n".join(json.dumps({**TRACK, "messageId": f"op-r{i}"}) for i in range(5))
     archive = directory / "events.ndjson.gz"
