@@ -15,6 +15,7 @@ import random
 import uuid
 from typing import Final
 
+from telemetry.logs import maskable, redact
 from worker import dlq, policy
 from worker.batcher import Outgoing
 from worker.batching import PlannedRequest
@@ -65,6 +66,7 @@ class ShardDelivery:
         probe_ttl_s = settings.pushwoosh_timeout_s + 5
         self.circuit = Circuit(client, runtime.keys, self._policy, rng, probe_ttl_s)
         self._holds = Holds()
+        self._secrets = maskable(settings.secrets())
         self._rate_limit = SharedRateLimit(
             client, runtime.keys.rate_limit, settings.rate_limit_requests_per_s,
             settings.rate_limit_events_per_s, settings.rate_limit_recovery_per_s,
@@ -92,6 +94,8 @@ class ShardDelivery:
         self._rate_limit.acquire(out.size, keep_alive=self._lease.renew)
         # Cut off before the lease could run out: no send outlives it (worker/lease.py).
         reply = self._rt.sender.send(out.request.path, out.request.body, self._lease.remaining_s())
+        if reply.body:  # a reply quoting a secret back must not carry it anywhere we keep things
+            reply = dataclasses.replace(reply, body=redact(reply.body, self._secrets))
         self.report.requests += 1
         now_ms = self._clock.now_ms()
         self._work.sent(out.size, reply.elapsed_s, now_ms)
@@ -171,7 +175,8 @@ class ShardDelivery:
         now_ms = self._clock.now_ms()
         letter = dlq.failed_request(
             out, code=code, reason=reason, status=error.status if error else None,
-            reply=reply.body, attempts=attempts, now_ms=now_ms, destination=self._rt.destination,
+            reply=reply.body, attempts=attempts, now_ms=now_ms,
+            destination=self._rt.destination,
         )  # fmt: skip
         self._work.dead_letter(letter, now_ms)
         self._observer.on_dead_lettered(letter)

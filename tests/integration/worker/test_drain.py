@@ -79,6 +79,19 @@ def test_poisoned_batch_is_split_so_only_the_bad_event_is_dead_lettered(
     assert len(stub.snapshot()) <= 2 * 7 + 1
 
 
+def test_a_reply_echoing_the_api_key_leaves_no_key_in_the_dead_letter(redis_url, key_prefix, stub):
+    # Given a Pushwoosh that quotes the request's key back in its refusal
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    stub.respond_with(Reply(400, {"status_message": f"token {API_KEY} may not post this"}))
+    enqueue(runtime, [track(0)])
+    # When the event is dead-lettered
+    ShardDrainer(runtime, 0).run()
+    # Then the stored reply keeps its words and masks the key
+    (letter,) = DeadLetterQueue(runtime.redis, runtime.keys, 1).iter(DeadLetterFilter(), now_ms())
+    assert "may not post this" in letter.reply and "****" in letter.reply
+    assert API_KEY not in json.dumps(runtime.redis.xrange(runtime.keys.shard(0).dlq))
+
+
 def test_retryable_failure_is_parked_then_delivered(redis_url, key_prefix, stub):
     runtime = make_runtime(redis_url, key_prefix, stub)
     stub.respond_with(Reply(503, "busy"), Reply(503, "busy"))
