@@ -27,7 +27,8 @@ test: $(STAMP) lint
 	bash scripts/ensure-redis.sh
 	bash scripts/ensure-browser.sh
 	bash scripts/ensure-promtool.sh
-	bash scripts/ensure-debian-packages.sh faketime
+	bash scripts/ensure-debian-packages.sh faketime redis-server redis-tools
+	bash scripts/ensure-rabbitmq.sh
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 unit: $(STAMP)
