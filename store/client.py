@@ -103,6 +103,8 @@ def memory_info(client: Any) -> dict[str, Any]:
     if not is_cluster(client):
         return dict(client.info("memory"))
     replies = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+    if "used_memory" in replies:  # one primary: its reply, not one per node
+        return dict(replies)
     return max((dict(reply) for reply in replies.values()), key=_fill)
 
 

@@ -11,6 +11,7 @@ worker line, and the recording Pushwoosh stand-in.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shutil
@@ -28,9 +29,9 @@ from kombu import Connection
 
 from config.redis_keys import RedisKeys, celery_queue, shard_of, worker_heartbeats
 from store.client import make_redis
-from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env
+from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, cli, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub
-from tests.support.redis_cluster import LocalCluster
+from tests.support.redis_cluster import LocalCluster, require_cluster_tools
 from tests.support.traffic import delivered_ids, post_batches, tracks, wait_all_accounted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,6 +88,7 @@ class ClusterFleet:
 
 @pytest.fixture(scope="module")
 def cluster_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterFleet]:
+    require_cluster_tools()
     require_rabbitmq()
     base = tmp_path_factory.mktemp("cluster")
     cluster = LocalCluster(base).start()
@@ -141,6 +143,13 @@ def test_a_worker_killed_mid_stream_loses_nothing(cluster_fleet: ClusterFleet) -
     # most 100 events each) may have reached the stand-in without being settled.
     assert repeats <= 2 * 100, f"{repeats} events delivered twice"
     print(f"killed a worker mid-stream: {len(accepted)} events, {repeats} delivered twice")
+    # The CLI reads the cluster and asks the workers through RabbitMQ.
+    env = {"REDIS_URL": fleet.cluster.url, "CELERY_BROKER_URL": AMQP_URL,
+           "REDIS_KEY_PREFIX": fleet.prefix, "PUSHWOOSH_SHARDS": str(SHARDS)}  # fmt: skip
+    status = json.loads(cli("status", "--json", **env).stdout)
+    live = status["destinations"][0]["workers"]
+    assert len(live) == 1 and live[0] in nodes, (live, nodes)  # the killed one is gone
+    assert cli("trace", accepted[-1], **env).returncode == 0
 
 
 def test_a_partly_stored_request_is_completed_by_the_retry(cluster_fleet: ClusterFleet) -> None:
