@@ -24,10 +24,11 @@ run: $(STAMP)
 
 # The guards first (each one fast), then every test.
 test: $(STAMP) lint
+	bash scripts/ensure-debian-packages.sh faketime redis-server
 	bash scripts/ensure-redis.sh
+	bash scripts/ensure-rabbitmq.sh
 	bash scripts/ensure-browser.sh
 	bash scripts/ensure-promtool.sh
-	bash scripts/ensure-debian-packages.sh faketime
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 unit: $(STAMP)

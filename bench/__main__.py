@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import phases, report
+from bench import phases, report, scale
 from bench.stack import Stack
 
 
@@ -40,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only ingest alone (saturation, latency at half) and the slow clients; one JSON line",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the scaling run: 1 and 2 worker processes, 1 and 3 Redis Cluster primaries",
+    )
     args = parser.parse_args(argv)
+    if args.scale:
+        return _scale(args)
     sizes = phases.SMOKE if args.smoke else phases.QUICK if args.quick else phases.FULL
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
 
@@ -92,6 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(results, mode))
     print(report.json_line(results), flush=True)
     return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    work_dir = Path(tempfile.mkdtemp(prefix="pwf-scale-"))
+    try:
+        return scale.main(work_dir, "smoke" if args.smoke else "quick" if args.quick else "full")
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if args.keep:
+            phases.progress(f"logs kept in {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

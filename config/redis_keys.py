@@ -18,8 +18,9 @@ Per shard (prefix `pwf`, destination `default`, shard 0):
   {pwf:default:0}:minutes:<h>   HASH "<minute>:<measure>" -> count for epoch hour h (kept a day)
 Per destination:
   pwf:default:queued:<shard>    a drain task for the shard is already on the Celery queue
-  pwf:default:circuit           HASH: open_until_ms, failures, reason (shared back-off);
-                                pwf:default:circuit:probe, the one probe allowed when it passes
+  {pwf:default}:circuit         HASH: open_until_ms, failures, reason (shared back-off);
+                                {pwf:default}:circuit:probe, the one probe allowed when it
+                                passes (one slot: they change in one transaction)
   pwf:default:rate-limit        HASH: the shared token buckets (worker/ratelimit.py)
   pwf:default:last-error        the last Pushwoosh error, for `status`
   pwf:default:errors:<h>        HASH of failed calls by kind for epoch hour h (kept a day): per
@@ -114,11 +115,11 @@ class RedisKeys:
 
     @property
     def circuit(self) -> str:
-        return f"{self.base}:circuit"
+        return f"{{{self.base}}}:circuit"
 
     @property
     def circuit_probe(self) -> str:
-        return f"{self.base}:circuit:probe"
+        return f"{{{self.base}}}:circuit:probe"
 
     @property
     def rate_limit(self) -> str:

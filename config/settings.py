@@ -240,11 +240,25 @@ class Settings:
     redis_url: str | None = setting(
         "REDIS_URL", None,
         fields.String(validate=validate.Regexp(
-            r"^(redis|rediss|unix|sentinel)://",
-            error="must start with redis://, rediss://, unix:// or sentinel://",
+            r"^(redis|rediss|unix|sentinel|redis\+cluster|rediss\+cluster)://",
+            error="must start with redis://, rediss://, unix://, sentinel:// or "
+            "redis+cluster://",
         )),
-        "broker and event store; `sentinel://h1:26379;sentinel://h2:26379/0` for Sentinel",
+        "the event store (and the broker unless `CELERY_BROKER_URL` says otherwise); "
+        "`sentinel://h1:26379;sentinel://h2:26379/0` for Sentinel, "
+        "`redis+cluster://h1:7000,h2:7001/` for Redis Cluster (see [Scaling](#scaling-out))",
         shown=f"`{DEFAULT_REDIS_URL}` (`run`: embedded)", from_file=True,
+    )  # fmt: skip
+    celery_broker_url: str | None = setting(
+        "CELERY_BROKER_URL", None,
+        fields.String(validate=validate.Regexp(
+            r"^(amqp|amqps|pyamqp|redis|rediss|sentinel)://",
+            error="must start with amqp://, amqps://, redis://, rediss:// or sentinel:// "
+            "(Celery cannot use a Redis Cluster as its broker)",
+        )),
+        "where Celery's drain tasks travel: RabbitMQ (`amqp://user:password@host:5672//`) or a "
+        "Redis of its own; unset: `REDIS_URL`'s Redis. Required when `REDIS_URL` is a cluster",
+        shown="`REDIS_URL`", from_file=True,
     )  # fmt: skip
     redis_sentinel_master: str = setting(
         "REDIS_SENTINEL_MASTER", "mymaster", fields.String(),
@@ -454,6 +468,16 @@ class Settings:
         return self.redis_url or DEFAULT_REDIS_URL
 
     @property
+    def effective_broker_url(self) -> str:
+        """Celery's broker: CELERY_BROKER_URL, else the event store's Redis."""
+        return self.celery_broker_url or self.effective_redis_url
+
+    @property
+    def redis_cluster(self) -> bool:
+        """True when the event store is a Redis Cluster (`redis+cluster://`)."""
+        return is_cluster_url(self.effective_redis_url)
+
+    @property
     def heartbeat_path(self) -> str:
         """The worker's heartbeat file (WORKER_HEARTBEAT_PATH, else one per key prefix)."""
         if self.worker_heartbeat_path:
@@ -470,11 +494,17 @@ class Settings:
             value = getattr(self, spec_field.name)
             values = value if isinstance(value, tuple) else (value,)
             found += [v.reveal() if isinstance(v, Secret) else v for v in values if v]
-        for part in (self.redis_url or "").split(";"):
-            password = urlsplit(part.strip()).password
-            if password:
-                found.append(unquote(password))
+        for url in (self.redis_url, self.celery_broker_url):
+            for part in (url or "").split(";"):
+                password = urlsplit(part.strip()).password
+                if password:
+                    found.append(unquote(password))
         return found
+
+
+def is_cluster_url(url: str) -> bool:
+    """`redis+cluster://` (or `rediss+cluster://`): the event store is a Redis Cluster."""
+    return url.startswith(("redis+cluster://", "rediss+cluster://"))
 
 
 def spec_of(field: dataclasses.Field[Any]) -> SettingSpec:
@@ -543,6 +573,25 @@ def _check_together(values: Mapping[str, Any], problems: list[str]) -> None:
         problems.append(
             "DRAIN_LEASE_S: must be longer than PUSHWOOSH_TIMEOUT_S, or a slow request loses "
             "its lease"
+        )
+    _check_cluster(values, problems)
+
+
+def _check_cluster(values: Mapping[str, Any], problems: list[str]) -> None:
+    """What a Redis Cluster event store cannot do: carry Celery, or WAIT for replicas."""
+    if not is_cluster_url(values["redis_url"] or ""):
+        return
+    if not values["celery_broker_url"]:
+        problems.append(
+            "CELERY_BROKER_URL: required when REDIS_URL is a Redis Cluster: Celery (kombu) "
+            "cannot use a cluster as its broker; set RabbitMQ (amqp://user:password@host:5672//) "
+            "or a Redis outside the cluster (redis://host:6379/0)"
+        )
+    if values["redis_min_replicas_ack"]:
+        problems.append(
+            "REDIS_MIN_REPLICAS_ACK: not supported with a Redis Cluster (WAIT counts the "
+            "replicas of one connection's writes, and a request is written on several nodes); "
+            "set it to 0"
         )
 
 

@@ -386,6 +386,11 @@ def _find_the_fleet(args: argparse.Namespace) -> None:
     _choice = locate.choose_redis(os.environ, Path(args.data_dir))
     if _choice.url is not None and args.command != "run":
         os.environ["REDIS_URL"] = _choice.url
+        broker = _choice.fleet.broker_url if _choice.fleet is not None else None
+        if broker and not (
+            os.environ.get("CELERY_BROKER_URL") or os.environ.get("CELERY_BROKER_URL_FILE")
+        ):
+            os.environ["CELERY_BROKER_URL"] = broker  # `status` asks that fleet's workers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ class RunningFleet:
     pid: int
     write_key_file: str | None = None
     metrics: dict[str, str] = dataclasses.field(default_factory=dict)
+    broker_url: str | None = None  # CELERY_BROKER_URL, when `run` was given one
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,6 +66,7 @@ def recorded(data_dir: Path) -> RunningFleet | None:
             pid=int(data["pid"]),
             write_key_file=data.get("write_key_file"),
             metrics={str(k): str(v) for k, v in (data.get("metrics") or {}).items()},
+            broker_url=data.get("broker_url"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -110,14 +112,14 @@ def choose_redis(env: Mapping[str, str], data_dir: Path) -> RedisChoice:
 
 
 def masked(url: str) -> str:
-    """A Redis URL with its password (if any) replaced by ****, each part of a Sentinel list."""
+    """A Redis (or broker) URL with its password replaced by ****, each part of a Sentinel list;
+    a cluster URL's node list stays as it is."""
     parts = []
     for part in url.split(";"):
         split = urlsplit(part.strip())
         if split.password:
-            host = split.hostname or ""
-            port = f":{split.port}" if split.port else ""
+            hosts = split.netloc.rpartition("@")[2]
             user = split.username or ""
-            split = split._replace(netloc=f"{user}:{MASK}@{host}{port}")
+            split = split._replace(netloc=f"{user}:{MASK}@{hosts}")
         parts.append(urlunsplit(split))
     return ";".join(parts)

@@ -154,6 +154,7 @@ class Fleet:
                 pid=os.getpid(),
                 write_key_file=str(self.data_dir / "write-key") if self.write_key else None,
                 metrics=self._metrics_urls(settings),
+                broker_url=settings.celery_broker_url,
             ),
         )
         self._print_howto(settings)

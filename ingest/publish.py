@@ -1,18 +1,29 @@
-"""Put accepted events on the Redis Streams: all or nothing, deduplicated, under a backlog cap.
+"""Put accepted events on the Redis Streams: deduplicated, under a backlog cap.
 
-One Lua script (store/lua/publish.lua) does the whole request atomically: it measures the
-backlog, decides which events are new, and only then writes. So a request is stored entirely or
-not at all, the dedupe marker and the stream entry are written together, and two concurrent
-requests with the same messageId cannot both get through.
+On one Redis, one Lua script (store/lua/publish.lua) does the whole request atomically: it
+measures the backlog, decides which events are new, and only then writes. So a request is stored
+entirely or not at all, the dedupe marker and the stream entry are written together, and two
+concurrent requests with the same messageId cannot both get through.
+
+On a Redis Cluster the shards of one destination live on several nodes, and no script or
+transaction spans nodes. The same script then runs once per shard the request touches, each run
+atomic on its node (its shard's dedupe markers share the stream's slot), all in one pipelined
+round trip per node. The request is answered 200 only when every shard's write succeeded;
+otherwise some shards may hold their part, and the sender's retry (which every Segment client
+makes on 429/503) writes the rest while the dedupe recognises what is already there: each event
+is stored exactly once. The backlog cap is then checked per shard, against an even share of
+INGEST_MAX_QUEUED_EVENTS, so the whole backlog stays under the cap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from config import fastjson
 from config.redis_keys import CONSUMER_GROUP, RedisKeys, shard_of
@@ -21,6 +32,7 @@ from ingest.dedupe import bucket_hash, fingerprint, generation_s
 from ingest.errors import QueueFull, StoreUnavailable
 from ingest.memory import MemoryGuard
 from store import scripts
+from store.client import MemoryReader, is_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +47,8 @@ class PublishResult:
 
 REPLICA_ACK_TIMEOUT_MS = 1000
 
+Arg = str | int | bytes
+
 
 class Publisher:
     """Writes events of one destination to its shard streams."""
@@ -46,7 +60,8 @@ class Publisher:
         self._shard_keys = [self._keys.shard(shard) for shard in range(settings.shards)]
         self._streams = [shard.stream for shard in self._shard_keys]
         self._generation_s = generation_s(settings.dedupe_window_s)
-        self._memory = MemoryGuard(client, settings.redis_memory_headroom)
+        self._memory = MemoryGuard(MemoryReader(client), settings.redis_memory_headroom)
+        self._per_shard = is_cluster(client)
         self._script = scripts.script(client, "publish")
         self._streams_ready = False
 
@@ -105,27 +120,22 @@ class Publisher:
         """`publish` for events already placed and encoded: (shard, messageId, JSON) each."""
         if not items:
             return PublishResult(0, 0)
-        keys: list[str] = [*self._streams, *(shard.seen_sizes for shard in self._shard_keys)]
-        args: list[str | int | bytes] = [
-            len(self._streams),
-            max_queued or self._settings.ingest_max_queued_events,
-            self._settings.dedupe_window_s,
-            self._generation_s,
-            route,
-            *(shard.seen_prefix for shard in self._shard_keys),
-        ]
-        for shard, message_id, encoded in items:
-            fp = fingerprint(sender, message_id)
-            args += [shard + 1, fp, bucket_hash(fp), encoded]
+        limit = max_queued or self._settings.ingest_max_queued_events
         try:
             self._memory.check(sum(len(encoded) for _, _, encoded in items))
             if not self._streams_ready:
                 self.ensure_streams()
+            if self._per_shard:
+                return self._publish_per_shard(items, route, sender, limit)
+            keys = [*self._streams, *(shard.seen_sizes for shard in self._shard_keys)]
+            args = self._script_args(range(len(self._streams)), limit, route)
+            for shard, message_id, encoded in items:
+                args += self._event_args(shard + 1, sender, message_id, encoded)
             written, other, acked = self._run(keys, args)
         except (redis.ConnectionError, redis.TimeoutError) as ex:
             logger.warning("Redis unavailable, %d events not stored: %s", len(items), ex)
             raise StoreUnavailable("the event store is unavailable; retry later") from ex
-        except redis.RedisError as ex:
+        except (redis.RedisError, RedisClusterException) as ex:
             # OOM, READONLY replica, LOADING...: nothing was written, and a retry may succeed.
             logger.error("Redis refused %d events: %s", len(items), ex)
             raise StoreUnavailable("the event store refused the write; retry later") from ex
@@ -148,7 +158,64 @@ class Publisher:
             raise StoreUnavailable("the event store could not replicate the events; retry later")
         return PublishResult(int(written), int(other))
 
-    def _run(self, keys: list[str], args: list[str | int | bytes]) -> tuple[int, int, int]:
+    def _script_args(self, shards: Iterable[int], limit: int, route: str) -> list[Arg]:
+        """The script's leading arguments for these shards (0-based), before the events."""
+        prefixes = [self._shard_keys[shard].seen_prefix for shard in shards]
+        window, generation = self._settings.dedupe_window_s, self._generation_s
+        return [len(prefixes), limit, window, generation, route, *prefixes]
+
+    @staticmethod
+    def _event_args(position: int, sender: str, message_id: str, encoded: bytes) -> list[Arg]:
+        """One event's arguments: its shard's position among the script's (1-based) and more."""
+        fp = fingerprint(sender, message_id)
+        return [position, fp, bucket_hash(fp), encoded]
+
+    def _publish_per_shard(
+        self, items: list[tuple[int, str, bytes]], route: str, sender: str, limit: int
+    ) -> PublishResult:
+        """One script per shard (a cluster): 200 only when every shard's write succeeded."""
+        by_shard: dict[int, list[Arg]] = {}
+        for shard, message_id, encoded in items:
+            by_shard.setdefault(shard, []).extend(self._event_args(1, sender, message_id, encoded))
+        share = -(-limit // len(self._streams))  # every shard under its share: all under limit
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, events in by_shard.items():
+            keys = [self._streams[shard], self._shard_keys[shard].seen_sizes]
+            self._script(
+                keys=keys, args=self._script_args([shard], share, route) + events, client=pipe
+            )
+        replies = pipe.execute(raise_on_error=False)
+        return self._settle_shards(list(by_shard), replies, len(items))
+
+    def _settle_shards(self, shards: list[int], replies: list[Any], events: int) -> PublishResult:
+        written = duplicates = 0
+        failed: list[tuple[int, BaseException]] = []
+        full: list[tuple[int, int]] = []
+        for shard, reply in zip(shards, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failed.append((shard, reply))
+            elif int(reply[0]) < 0:
+                full.append((shard, int(reply[1])))
+            else:
+                written, duplicates = written + int(reply[0]), duplicates + int(reply[1])
+        if not failed and not full:
+            return PublishResult(written, duplicates)
+        logger.warning(
+            "%d of %d events stored, on %d of %d shards; not stored on shards %s: %s. The "
+            "sender's retry stores the rest (what is stored now counts as a repeat then)",
+            written, events, len(shards) - len(failed) - len(full), len(shards),
+            sorted(shard for shard, _ in failed + full),
+            "; ".join([f"{shard}: {ex}" for shard, ex in failed]
+                      + [f"{shard}: {n} queued, over its share" for shard, n in full]),
+        )  # fmt: skip
+        if failed:
+            raise StoreUnavailable("the event store did not take every event; retry later")
+        raise QueueFull(
+            f"a shard holds {max(n for _, n in full)} events, over its share of the "
+            f"{self._settings.ingest_max_queued_events} limit; retry later"
+        )
+
+    def _run(self, keys: list[str], args: list[Arg]) -> tuple[int, int, int]:
         """Run the script; with REDIS_MIN_REPLICAS_ACK, WAIT for replicas on the same connection.
 
         With replicas (Sentinel), 200 is answered only once a replica has the events too: Redis

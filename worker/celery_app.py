@@ -2,18 +2,33 @@
 not at import time, so importing `worker` never fails on a bad setting and tests can set the
 environment first.
 
+The broker is CELERY_BROKER_URL (RabbitMQ or a Redis), else the event store's Redis. Drain
+tasks are few (one per shard per slice); the event store is the hot path.
+
 Reliability settings, and why:
 - Events never travel in Celery messages: they stay pending in their Redis Stream until settled,
   and a drain task message only says "drain shard N". Losing one loses nothing: the shard's lease
-  expires and the pump queues another. So drain tasks are acknowledged on receipt (acks_late off):
-  with late acks, the Redis transport restores unacked messages when the broker connection drops,
-  and in kombu 5.x that path can crash the worker ("Unrecoverable error: 'NoneType' object has no
-  attribute 'hostname'") when Redis restarts, which would stop delivery instead of pausing it.
-- worker_prefetch_multiplier=1: a worker takes one drain task per free pool slot (a thread in
-  the Procfile's threads pool), so shards are spread over workers instead of queued behind each
-  other.
-- visibility_timeout: an hour, far above a drain slice, so no task is redelivered while running.
+  expires and the pump queues another.
+- A worker holds only the drain tasks it can start now, so with N processes and at least N x
+  threads shards every process drains. Celery's prefetch limit counts unacknowledged messages,
+  and an early-acked task is acknowledged when it starts: with prefetch 1 a busy worker still
+  reserves one more task per thread, which then waits a whole slice in that worker while
+  another worker idles. So:
+  - on a Redis broker, worker_disable_prefetch: the worker reads a message only while it has a
+    free thread. Tasks stay acknowledged on receipt: with late acks the Redis transport restores
+    unacked messages when the connection drops, and in kombu 5.x that path can crash the worker
+    ("Unrecoverable error: 'NoneType' object has no attribute 'hostname'") when Redis restarts,
+    which would stop delivery instead of pausing it.
+  - on RabbitMQ (which ignores worker_disable_prefetch), late acks with prefetch 1: the broker
+    then hands a worker no more messages than it has threads. A worker killed mid-task gets its
+    message redelivered at once, which finds the shard still leased and ends; the pump queues
+    the shard again when the lease expires.
+- visibility_timeout (Redis): an hour, far above a drain slice, so no task is redelivered while
+  running.
 - worker_send_task_events / task_send_sent_event: Flower shows workers and tasks out of the box.
+- Each worker gets its own node name, `worker-<pid>@<host>`, unless `-n` names it: two workers
+  on one machine would otherwise both be `celery@<host>`, which Celery warns about and Flower
+  and `status` cannot tell apart.
 
 Beside Celery, each worker process runs (FleetStep): the pump, the heartbeat its liveness probe
 reads (worker/heartbeat.py), and its metrics listener on METRICS_ADDRESS:WORKER_METRICS_PORT.
@@ -30,8 +45,10 @@ from typing import Any
 
 import redis
 from celery import Celery, bootsteps
+from celery.app.trace import setup_worker_optimizations
 from celery.concurrency import get_implementation
 from celery.signals import (
+    celeryd_init,
     setup_logging,
     task_postrun,
     task_prerun,
@@ -39,6 +56,7 @@ from celery.signals import (
     worker_process_shutdown,
     worker_ready,
 )
+from celery.utils.nodenames import default_nodename, host_format
 
 from config.destinations import all_secrets, load_destinations
 from config.errors import ConfigError
@@ -57,23 +75,32 @@ logger = logging.getLogger(__name__)
 app = Celery("pushwoosh_fleet", include=["worker.tasks"])
 
 
+def broker_is_redis(settings: Settings) -> bool:
+    return settings.effective_broker_url.startswith(("redis://", "rediss://", "sentinel://"))
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
-    transport_options: dict[str, Any] = {
-        "visibility_timeout": 3600,
-        # Celery's keys and pub/sub channels under the fleet's prefix: two fleets (or two test
-        # runs) on one Redis never see each other's tasks, workers or events.
-        "global_keyprefix": celery_key_prefix(settings.redis_key_prefix),
-    }
-    if settings.effective_redis_url.startswith("sentinel://"):
+    redis_broker = broker_is_redis(settings)
+    transport_options: dict[str, Any] = {}
+    if redis_broker:
+        transport_options = {
+            "visibility_timeout": 3600,
+            # Celery's keys and pub/sub channels under the fleet's prefix: two fleets (or two
+            # test runs) on one Redis never see each other's tasks, workers or events.
+            "global_keyprefix": celery_key_prefix(settings.redis_key_prefix),
+        }
+    if settings.effective_broker_url.startswith("sentinel://"):
         # kombu reads the sentinels from the URL and the primary's name from here
         transport_options["master_name"] = settings.redis_sentinel_master
     return {
-        "broker_url": settings.effective_redis_url,
+        "broker_url": settings.effective_broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport_options,
         "task_default_queue": celery_queue(settings.redis_key_prefix),
         "task_queues": None,
-        "task_acks_late": False,
+        # A worker holds only what it can start now (see above): one way per broker.
+        "task_acks_late": not redis_broker,
+        "worker_disable_prefetch": redis_broker,
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -107,6 +134,21 @@ def _configure_logging(**_: Any) -> None:
         configure_logging(settings, all_secrets(settings, load_destinations(settings, os.environ)))
     except ConfigError:
         logging.basicConfig(level=logging.INFO)  # worker_init reports the bad settings
+
+
+def unique_node_name(hostname: str, pid: int) -> str:
+    """`celery@host` -> `worker-<pid>@host`: one name per process, even on one machine."""
+    return f"worker-{pid}@{hostname.partition('@')[2] or hostname}"
+
+
+@celeryd_init.connect
+def _name_the_node(instance: Any = None, **_: Any) -> None:
+    """Replace Celery's default node name (`celery@<host>`, the same for every worker of a
+    machine) by a unique one; a name given with -n/--hostname stays as it is."""
+    if instance is None or instance.hostname != host_format(default_nodename(None)):
+        return
+    instance.hostname = unique_node_name(instance.hostname, os.getpid())
+    setup_worker_optimizations(instance.app, instance.hostname)  # tasks see the new name too
 
 
 # What this worker process runs beside Celery; set up by worker_init and FleetStep.

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 FAILED_DRAIN_COOLDOWN_MS: Final = 5_000
 
 
-@app.task(name=DRAIN_TASK, bind=True, acks_late=False)
+@app.task(name=DRAIN_TASK, bind=True)  # acks: by broker, in worker/celery_app.py
 def drain(self: Any, destination: str, shard: int) -> dict[str, Any]:
     """Deliver what is waiting on one shard for one time slice, then hand over."""
     runtime = get_runtime(destination)

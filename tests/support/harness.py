@@ -30,7 +30,7 @@ CLI = str(BIN / "pushwoosh-fleet")
 OWN_VARIABLES = (
     "PUSHWOOSH_", "INGEST_", "REDIS_", "DEDUPE_", "RETRY_", "DRAIN_", "DESTINATIONS_", "PORT",
     "WEB_CONCURRENCY", "GUNICORN_", "LOG_", "TRACE_", "METRICS_", "WORKER_", "FLEET_",
-    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROC_DIR", "CELERY_",
 )  # fmt: skip
 
 
