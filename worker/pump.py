@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TASK: Final = "pushwoosh_fleet.drain"
 QUEUED_MARKER_TTL_MS: Final = 60_000
+BROKEN_SHARD_WARN_MS: Final = 60_000
 
 SendTask = Callable[[str, tuple[str, int]], Any]
 
@@ -39,16 +40,33 @@ def shards_with_work(
         pipe.exists(shard_keys.lease)
         pipe.exists(keys.queued(shard))
     pipe.hget(keys.circuit, "open_until_ms")
-    results = pipe.execute()
-    open_until_ms = int(results[-1] or 0)
+    # One broken shard (a key of the wrong type) must not keep every other shard waiting.
+    results = pipe.execute(raise_on_error=False)
+    open_until = results[-1]
+    open_until_ms = 0 if isinstance(open_until, Exception) else int(open_until or 0)
     if open_until_ms > now_ms:
         return []  # Pushwoosh is failing: nothing to do until the back-off passes
     wanted = []
     for shard in range(settings.shards):
-        length, retries_due, leased, queued = results[shard * 4 : shard * 4 + 4]
+        replies = results[shard * 4 : shard * 4 + 4]
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            _warn_broken(keys.shard(shard).tag, failed, now_ms)
+            continue
+        length, retries_due, leased, queued = replies
         if (length > 0 or retries_due) and not leased and not queued:
             wanted.append(shard)
     return wanted
+
+
+_warned_ms: dict[str, int] = {}
+
+
+def _warn_broken(tag: str, error: Exception, now_ms: int) -> None:
+    """Say so about once a minute per shard, not at every pass."""
+    if now_ms - _warned_ms.get(tag, -BROKEN_SHARD_WARN_MS) >= BROKEN_SHARD_WARN_MS:
+        _warned_ms[tag] = now_ms
+        logger.error("pump: shard %s cannot be read, skipping it: %s", tag, error)
 
 
 def queue_drains(

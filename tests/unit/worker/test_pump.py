@@ -1,0 +1,46 @@
+"""Which shards the pump starts drains for: a broken shard is skipped, the others still drain."""
+
+from __future__ import annotations
+
+import logging
+
+import fakeredis
+import pytest
+
+from config.redis_keys import RedisKeys
+from config.settings import load_settings
+from worker.pump import shards_with_work
+
+NOW_MS = 1_714_565_100_000
+
+
+def test_shards_with_events_or_due_retries_and_no_task_are_wanted() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    keys = RedisKeys("p", "default")
+    settings = load_settings({"REDIS_KEY_PREFIX": "p", "PUSHWOOSH_SHARDS": "4"})
+    client.xadd(keys.shard(0).stream, {"e": "{}"})
+    client.zadd(keys.shard(1).retry, {"r": NOW_MS - 1})
+    client.zadd(keys.shard(2).retry, {"r": NOW_MS + 60_000})  # not due yet
+    client.xadd(keys.shard(3).stream, {"e": "{}"})
+    client.set(keys.shard(3).lease, "someone")
+    assert shards_with_work(client, keys, settings, NOW_MS) == [0, 1]
+
+
+def test_a_shard_whose_key_has_the_wrong_type_is_skipped_and_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given shard 1's stream key holding a string, and events on shards 0 and 2
+    client = fakeredis.FakeRedis(decode_responses=True)
+    keys = RedisKeys("p", "default")
+    settings = load_settings({"REDIS_KEY_PREFIX": "p", "PUSHWOOSH_SHARDS": "3"})
+    client.set(keys.shard(1).stream, "not a stream")
+    for shard in (0, 2):
+        client.xadd(keys.shard(shard).stream, {"e": "{}"})
+    # When the pump looks twice in a row
+    with caplog.at_level(logging.ERROR, logger="worker.pump"):
+        first = shards_with_work(client, keys, settings, NOW_MS)
+        second = shards_with_work(client, keys, settings, NOW_MS + 1000)
+    # Then the healthy shards still get drains, and the broken one is named once, not per pass
+    assert first == second == [0, 2]
+    broken = [r for r in caplog.records if keys.shard(1).tag in r.getMessage()]
+    assert len(broken) == 1
