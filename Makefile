@@ -8,6 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := config store telemetry ingest worker fleet
+# Test files run in this many processes: most integration tests wait on real processes and
+# sockets, so three share two cores well. A file's tests stay in one process (its fleet is shared).
+TEST_PROCESSES ?= 3
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python 3.11 or newer on PATH (or: make PYTHON=/path/to/python ...)"; exit 1; }
@@ -29,7 +32,7 @@ test: $(STAMP) lint
 	bash scripts/ensure-rabbitmq.sh
 	bash scripts/ensure-browser.sh
 	bash scripts/ensure-promtool.sh
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests/unit

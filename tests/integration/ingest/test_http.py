@@ -116,7 +116,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Any) -> None:
         try:
             if requests.get(url + "/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but not answered yet
             pass
         time.sleep(0.1)
     log.seek(0)
