@@ -38,9 +38,11 @@ def sample_event() -> bytes:
     return render_event("rt", 123_456).replace(SENT_PLACEHOLDER, b'"sent":%.6f' % time.time())
 
 
-def round_trip_us(repeats: int = 7, number: int = 2000) -> float:
+def round_trip_us(repeats: int = 30, number: int = 300) -> float:
     """One round trip, `orjson.loads` + `orjson.dumps` of one benchmark event, in µs: the
-    fastest of `repeats` timings of `number` round trips each (the least disturbed by others)."""
+    fastest of `repeats` timings of `number` round trips each. Short timings, many of them: on
+    a shared machine the same code runs up to twice as slow while another process shares its
+    core, and a short timing is more likely to fall entirely in a quiet moment."""
     raw = sample_event()
     loads, dumps = orjson.loads, orjson.dumps
 

@@ -335,6 +335,7 @@ def cost_only(
     out: dict[str, Any] = {}
     batched, single, backlog_events = sizes
     for route, events in (("batch", batched), ("webhook", single)):
+        trips.sample()
         progress(f"cost: {events} events as {route} posts through ingest and the worker")
         result = measured_end_to_end(stack, port, route, f"cost-{route}", events)
         out[route] = result["cpu_us"]
