@@ -9,6 +9,7 @@ generator in its own process. Progress goes to stderr; the table and, last, one 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import sys
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import phases, report, scale
+from bench import cost, phases, report, scale
 from bench.stack import Stack
 
 
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the scaling run: 1 and 2 worker processes, 1 and 3 Redis Cluster primaries",
     )
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="only the CPU per event, in round trips (bench/cost.py); about a minute",
+    )
     args = parser.parse_args(argv)
     if args.scale:
         return _scale(args)
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         # Everything shares the CPUs: other work on the machine shows up in every number.
         loadavg = Path("/proc/loadavg").read_text().split()[0]
         results: dict[str, Any] = {"source": report.source_state(), "loadavg": loadavg}
+        # The unit of the cost figures, timed now, between phases and at the end.
+        trips = cost.RoundTrips()
+        trips.sample()
         stack.start_redis()
         if args.ingest_only:
             port = stack.start_ingest("ingest", phases.FLEET_INGEST)
@@ -70,14 +79,30 @@ def main(argv: list[str] | None = None) -> int:
             failed = False
             print(report.ingest_json_line(results), flush=True)
             return 0
+        if args.cost_only:
+            stack.start_standin()
+            port = stack.start_ingest("ingest", phases.FLEET_INGEST)
+            measured = phases.cost_only(stack, port, phases.COST_SIZES[mode], trips)
+            measured["round_trip_us"] = trips.unit_us
+            measured["round_trip_samples_us"] = [round(t, 2) for t in trips.samples]
+            failed = False
+            print(report.cost_table(measured, report.header(f"{mode}, cost only", results)))
+            print(json.dumps(report.cost_summary(measured) | {"loadavg": loadavg}), flush=True)
+            return 0
         stack.start_standin()
         results["baseline"] = phases.baseline(stack, sizes)
+        trips.sample()
         port = stack.start_ingest("ingest", phases.FLEET_INGEST)
         results["ingest"] = phases.ingest_alone(stack, port, sizes)
         results["slow_clients"] = phases.slow_clients_phase(stack, port, sizes)
+        trips.sample()
         results["fleet"] = phases.fleet_delivery(stack, port, sizes, args.profile)
+        trips.sample()
         ingest_eps = results["ingest"]["batch"]["saturation"]["eps"]
         results["backlog"] = phases.backlog(stack, port, sizes, ingest_eps, args.profile)
+        trips.sample()
+        results["round_trip_us"] = trips.unit_us
+        results["round_trip_samples_us"] = [round(t, 2) for t in trips.samples]
         failed = False
     except KeyboardInterrupt:
         interrupted = True

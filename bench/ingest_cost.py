@@ -2,7 +2,8 @@
 moves the numbers as little as possible; for comparing two versions of ingest, run alternately.
 
 - CPU time of ingest's gunicorn workers per event (from /proc) for a fixed closed-loop load:
-  3,000 `/v1/batch` posts of 100 events, then 20,000 single-event `/webhook` posts;
+  3,000 `/v1/batch` posts of 100 events, then 20,000 single-event `/webhook` posts, also in
+  round trips (`bench/cost.py`; `python -m bench --cost-only` measures the worker too);
 - latency p50 / p99 at one fixed open-loop rate, the same for every version measured
   (`--batch-rps`, `--webhook-rps`; the benchmark's "half of saturation" moves with saturation).
 
@@ -13,26 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from bench import measure, phases
+from bench import cost, measure, phases
 from bench.procs import children_of
 from bench.stack import Stack
 
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
 
 def _cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICKS_PER_S
+    return sum(cost.tree_cpu_s(pid) for pid in pids)
 
 
 def main() -> None:
@@ -44,6 +37,8 @@ def main() -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="pwf-ingest-cost-"))
     stack = Stack(work_dir)
     out: dict[str, object] = {"loadavg": Path("/proc/loadavg").read_text().split()[0]}
+    trips = cost.RoundTrips()
+    trips.sample()
     try:
         stack.start_redis()
         port = stack.start_ingest("ingest", phases.FLEET_INGEST)
@@ -59,6 +54,7 @@ def main() -> None:
             used = _cpu_s(workers) - before
             stored = sum(1 for r in load["records"] if r[measure.STATUS] == 200) * per
             out[f"{route}_cpu_us_per_event"] = round(used / stored * 1e6, 1) if stored else None
+            trips.sample()
             stack.reset_keys()
             time.sleep(phases.SETTLE_S)
             paced = phases.paced(stack, port, route, f"rate-{route}", rate, args.seconds)
@@ -69,6 +65,11 @@ def main() -> None:
     finally:
         stack.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
+    out["round_trip_us"] = round(trips.unit_us, 3)
+    for route in ("batch", "webhook"):
+        us = out.get(f"{route}_cpu_us_per_event")
+        if isinstance(us, float):
+            out[f"{route}_round_trips_per_event"] = round(us / trips.unit_us, 1)
     print(json.dumps(out), flush=True)
 
 

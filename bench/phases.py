@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from bench import measure, slow_clients
+from bench import cost, measure, slow_clients
 from bench.backlog import fill_direct
 from bench.events import WRITE_KEY, auth_header, batch_body
 from bench.procs import BIN, children_of, tree_memory_mb
@@ -43,6 +43,9 @@ FULL = Sizes(10_000, 10, 12, 200_000, 20_000, 30, 1_000_000, 90, 30)
 QUICK = Sizes(600, 1.5, 2.5, 50_000, 1_000, 4, 30_000, 6, 3)
 SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3, 1.5)
 SLOW_CONNECTIONS = 64
+# `--cost-only`: (events in /v1/batch posts, single-event /webhook posts, backlog drained).
+COST_SIZES = {"full": (50_000, 5_000, 50_000), "quick": (20_000, 2_000, 20_000),
+              "smoke": (2_000, 200, 2_000)}  # fmt: skip
 
 _started = time.monotonic()
 
@@ -88,6 +91,30 @@ def end_to_end(stack: Stack, port: int, route: str, tag: str, events: int) -> di
     load = stack.run_load(tag, _spec(port, route, tag, events // per))
     stack.wait_for_events(events // per * per)
     return measure.delivery(load["records"], stack.standin_dump(), 0, per)
+
+
+def _trees(stack: Stack) -> dict[str, int]:
+    """The fleet's process trees now running, by name (root pid)."""
+    running = stack.procs.running
+    return {name: stack.main_pid(name) for name in ("ingest", "worker") if name in running}
+
+
+def measured_end_to_end(
+    stack: Stack, port: int, route: str, tag: str, events: int
+) -> dict[str, Any]:
+    """`end_to_end`, plus the CPU each process tree and Redis spent per event meanwhile.
+
+    The window closes SETTLE_S after the last receipt: history is written up to a second after
+    the step it records, and that work is part of what an event costs."""
+    trees = _trees(stack)
+    before = cost.snapshot(trees, stack.redis)
+    result = end_to_end(stack, port, route, tag, events)
+    time.sleep(SETTLE_S)
+    after = cost.snapshot(trees, stack.redis)
+    counts = {"ingest": result["sent_events"], "worker": result["received_events"],
+              cost.REDIS: result["received_events"]}  # fmt: skip
+    result["cpu_us"] = cost.per_event_us(before, after, counts)
+    return result
 
 
 def saturate(stack: Stack, port: int, route: str, tag: str, seconds: float) -> dict[str, Any]:
@@ -171,11 +198,11 @@ def fleet_delivery(
     profilers = []
     if profile_dir:
         profilers = _start_profilers(stack, profile_dir, ("ingest", "worker"), "e2e")
-    out["batch"] = end_to_end(stack, port, "batch", "e2e-batch", sizes.e2e_events)
+    out["batch"] = measured_end_to_end(stack, port, "batch", "e2e-batch", sizes.e2e_events)
     _wait_profilers(stack, profilers)
     progress(f"fleet: {out['batch']['events_per_s']:.0f} events/s end to end (batch)")
     progress(f"fleet: {sizes.single_events} events as single-event /webhook posts")
-    out["webhook"] = end_to_end(stack, port, "webhook", "e2e-hook", sizes.single_events)
+    out["webhook"] = measured_end_to_end(stack, port, "webhook", "e2e-hook", sizes.single_events)
     progress(f"fleet: {out['webhook']['events_per_s']:.0f} events/s end to end (webhook)")
     rate_eps = out["batch"]["events_per_s"] / 2
     progress(f"fleet: sustained {rate_eps:.0f} events/s (half of end-to-end) for {sizes.lag_s} s")
@@ -218,11 +245,14 @@ def backlog(
     out["redis_mb"] = stack.used_memory_mb()
     progress(f"backlog: {out['stream_length']} queued, Redis {out['redis_mb']:.0f} MB; draining")
     stack.standin_reset()
+    # A new process has used no CPU yet: the fallback start if the drain is over too soon.
+    at_start = cost.snapshot({}, stack.redis) | {"worker": 0.0}
     pid = stack.start_worker("worker", "worker")
     profilers: list[subprocess.Popen[bytes]] = []
     max_rss = max_pss = 0.0
     samples = 0
     first_rss = None
+    cpu_from: tuple[int, dict[str, float]] | None = None
     last_count, last_change, next_poll = -1, time.monotonic(), 0.0
     while True:
         rss, pss, _count = tree_memory_mb(pid)
@@ -234,6 +264,8 @@ def backlog(
             count = int(stack.standin_stats()["events"])
             if count and first_rss is None:
                 first_rss = rss
+                # From the first delivery on: the worker's start-up is not an event's cost.
+                cpu_from = (count, cost.snapshot({"worker": pid}, stack.redis))
                 if profile_dir:
                     profilers = _start_profilers(stack, profile_dir, ("worker",), "drain")
             if count >= sizes.backlog:
@@ -244,6 +276,16 @@ def backlog(
                 break
         time.sleep(0.2)
     _wait_profilers(stack, profilers)
+    time.sleep(SETTLE_S)
+    after = cost.snapshot({"worker": pid}, stack.redis)
+    delivered = int(stack.standin_stats()["events"])
+    counted_from, before = cpu_from or (0, at_start)
+    if delivered - counted_from < sizes.backlog // 10:
+        # Drained before the first look (a tiny backlog): count from the worker's start.
+        counted_from, before = 0, at_start
+        out["cpu_includes_start_up"] = True
+    drained = delivered - counted_from
+    out["cpu_us"] = cost.per_event_us(before, after, {"worker": drained, cost.REDIS: drained})
     dump = stack.standin_dump()
     times = dump["seq_times"]
     out |= {
@@ -284,6 +326,44 @@ def retention(stack: Stack, out: dict[str, Any]) -> dict[str, Any]:
         f"{retained['history_bytes_per_delivered_event']:.0f} B of history (inside its budget)"
     )
     return retained
+
+
+def cost_only(
+    stack: Stack, port: int, sizes: tuple[int, int, int], trips: cost.RoundTrips
+) -> dict[str, Any]:
+    """Only the CPU per event (`python -m bench --cost-only`): batched and single-event loads
+    through ingest and the worker, then a backlog the worker drains alone (filled with ingest's
+    publish script while the worker runs, so the worker's start-up is not counted)."""
+    progress("cost: starting the worker")
+    stack.start_worker("worker", "worker")
+    warm_up(stack, port, "cw")
+    out: dict[str, Any] = {}
+    batched, single, backlog_events = sizes
+    for route, events in (("batch", batched), ("webhook", single)):
+        trips.sample()
+        progress(f"cost: {events} events as {route} posts through ingest and the worker")
+        result = measured_end_to_end(stack, port, route, f"cost-{route}", events)
+        out[route] = result["cpu_us"]
+        trips.sample()
+        progress(f"cost: {route}: {result['events_per_s']:,.0f} events/s end to end; "
+                 f"{_cpu_line(out[route])}")  # fmt: skip
+    stack.standin_reset()
+    trees = {"worker": stack.main_pid("worker")}
+    before = cost.snapshot(trees, stack.redis)
+    progress(f"cost: {backlog_events} events straight into Redis, drained by the worker")
+    assert stack.redis is not None
+    fill_direct(stack.redis, load_settings(stack.env), "cost-drain", backlog_events)
+    delivered = stack.wait_for_events(backlog_events)
+    time.sleep(SETTLE_S)
+    after = cost.snapshot(trees, stack.redis)
+    out["drain"] = cost.per_event_us(before, after, {"worker": delivered, cost.REDIS: delivered})
+    trips.sample()
+    progress(f"cost: drain: {_cpu_line(out['drain'])}")
+    return out
+
+
+def _cpu_line(cpu_us: dict[str, float]) -> str:
+    return ", ".join(f"{name} {us:.1f} µs/event" for name, us in cpu_us.items())
 
 
 # -- profiling (optional) ---------------------------------------------------------------------

@@ -19,7 +19,86 @@ TARGETS = {
     "worker_rss_mb_backlog": (150, False),
     "retained_bytes_per_delivered_event": (32, False),
     "slow_clients_max_ms": (1_000, False),
+    # CPU per event in round trips (bench/cost.py): ingest and the worker, batched events.
+    "ingest_round_trips_per_event": (10, False),
+    "worker_round_trips_per_event": (10, False),
+    "ingest_round_trips_per_single_event_request": (60, False),
 }
+# (summary key, label, part of the cost results, process tree, "per" word)
+COST_ROWS = (
+    ("ingest_round_trips_per_event", "ingest, /v1/batch of 100", "batch", "ingest", "event"),
+    ("ingest_round_trips_per_single_event_request", "ingest, single-event /webhook", "webhook",
+     "ingest", "request"),
+    ("worker_round_trips_per_event", "worker, end to end (/v1/batch load)", "batch", "worker",
+     "event"),
+    ("worker_round_trips_per_event_single", "worker, end to end (single-event load)", "webhook",
+     "worker", "event"),
+    ("worker_round_trips_per_event_drain", "worker alone, draining a backlog", "drain", "worker",
+     "event"),
+    ("redis_round_trips_per_event", "Redis, end to end (/v1/batch load)", "batch", "redis",
+     "event"),
+    ("redis_round_trips_per_event_single", "Redis, end to end (single-event load)", "webhook",
+     "redis", "event"),
+    ("redis_round_trips_per_event_drain", "Redis, draining a backlog", "drain", "redis", "event"),
+)  # fmt: skip
+
+
+def machine() -> str:
+    """What the absolute numbers were measured on."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs, {model}"
+
+
+def cost_results(results: dict[str, Any]) -> dict[str, Any]:
+    """The CPU-per-event figures of a full run, from its end-to-end runs and its backlog."""
+    fleet, backlog = results["fleet"], results["backlog"]
+    return {
+        "round_trip_us": results["round_trip_us"],
+        "round_trip_samples_us": results.get("round_trip_samples_us"),
+        "batch": fleet["batch"]["cpu_us"],
+        "webhook": fleet["webhook"]["cpu_us"],
+        "drain": backlog.get("cpu_us", {}),
+    }
+
+
+def cost_summary(cost: dict[str, Any]) -> dict[str, float]:
+    """Each COST_ROWS figure in round trips (and the round trip itself, in µs)."""
+    unit = cost["round_trip_us"]
+    out = {"round_trip_us": round(unit, 3)}
+    for key, _label, part, tree, _per in COST_ROWS:
+        us = cost[part].get(tree)
+        if us is not None:
+            out[key] = round(us / unit, 1)
+    return out
+
+
+def cost_rows(cost: dict[str, Any]) -> list[tuple[str, str, str]]:
+    unit = cost["round_trip_us"]
+    samples = cost.get("round_trip_samples_us") or [unit]
+    rows = [
+        ("Cost: CPU per event (each process tree, from /proc; Redis from INFO cpu)", "", ""),
+        ("  one round trip: orjson loads + dumps of one event",
+         f"{unit:.2f} µs (fastest of {len(samples)} timings; slowest {max(samples):.2f})", ""),
+    ]  # fmt: skip
+    for key, label, part, tree, per in COST_ROWS:
+        us = cost[part].get(tree)
+        if us is None:
+            continue
+        trips = us / unit
+        rows.append((f"  {label}", f"{us:,.1f} µs per {per} = {trips:,.1f} round trips",
+                     _verdict(key, round(trips, 1))))  # fmt: skip
+    return rows
+
+
+def cost_table(cost: dict[str, Any], header: str) -> str:
+    return _render([header], cost_rows(cost), [])
 
 
 def summary(results: dict[str, Any]) -> dict[str, float]:
@@ -42,7 +121,7 @@ def summary(results: dict[str, Any]) -> dict[str, float]:
         "history_bytes_per_delivered_event": round(
             results["backlog"]["history_bytes_per_delivered_event"], 1
         ),
-    }
+    } | cost_summary(cost_results(results))
 
 
 def _verdict(key: str, value: float) -> str:
@@ -155,19 +234,28 @@ def table(results: dict[str, Any], mode: str) -> str:
         problems.append(f"slow clients: {len(slow['failures'])} probes failed")
     if bl["delivered"] < bl["events"]:
         problems.append(f"backlog: only {bl['delivered']} of {bl['events']} delivered")
-    width = max(len(r[0]) for r in rows) + 2
-    vwidth = max(len(r[1]) for r in rows) + 2
-    header = (
-        f"pushwoosh-fleet benchmark ({mode}), 127.0.0.1, {os.cpu_count()} CPUs, "
+    rows += cost_rows(cost_results(results))
+    lines = [f"ACCOUNTING: {p}" for p in problems] or ["accounting: every event delivered once"]
+    return _render([header(mode, results)], rows, lines)
+
+
+def header(mode: str, results: dict[str, Any]) -> str:
+    return (
+        f"pushwoosh-fleet benchmark ({mode}), 127.0.0.1, {machine()}, "
         f"load average before start {results.get('loadavg', '?')}; "
         f"{results.get('source', source_state())}"
     )
-    lines = [header, "-" * (width + vwidth + 20)]
+
+
+def _render(head: list[str], rows: list[tuple[str, str, str]], tail: list[str]) -> str:
+    width = max(len(r[0]) for r in rows) + 2
+    vwidth = max(len(r[1]) for r in rows) + 2
+    rule = "-" * (width + vwidth + 20)
+    lines = [*head, rule]
     lines += [f"{label:<{width}}{value:<{vwidth}}{verdict}".rstrip() for label, value, verdict
               in rows]  # fmt: skip
-    lines.append("-" * (width + vwidth + 20))
-    lines += [f"ACCOUNTING: {p}" for p in problems] or ["accounting: every event delivered once"]
-    return "\n".join(lines)
+    lines.append(rule)
+    return "\n".join(lines + tail)
 
 
 def json_line(results: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -97,7 +98,10 @@ class Credential:
         return self.method in PRIVILEGED_METHODS
 
 
+@functools.lru_cache(maxsize=256)
 def _sender(kind: str, key: bytes) -> str:
+    """A name for a configured credential (only configured keys get here, so the cache holds
+    at most as many names as there are keys; it spares a SHA-256 per request)."""
     return f"{kind}:{hashlib.sha256(key).hexdigest()[:16]}"
 
 

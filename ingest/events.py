@@ -159,6 +159,7 @@ def _present(value: object) -> bool:
 _IDENTITIES: Final = ("userId", "anonymousId", "previousId")
 _OBJECTS: Final = ("context", "integrations", "properties", "traits")
 _EVENT_TYPE_SET: Final = frozenset(EVENT_TYPES)
+_TIMESTAMPS: Final = ("timestamp", "sentAt", "originalTimestamp")
 
 
 def _parse_iso(value: object) -> datetime | None:
@@ -176,16 +177,18 @@ def _quick_load(item: Mapping[str, Any]) -> dict[str, Any] | None:
     None for anything unusual or invalid, which the schema then checks (and explains).
 
     It accepts only what `_MessageSchema` accepts (a property test holds it to that), and reads
-    only the fields the normalisation uses afterwards.
+    only the fields the normalisation uses afterwards. It runs for every message, so it tests
+    exact types (what JSON decodes to) in plain loops.
     """
-    kind = item.get("type")
-    if not isinstance(kind, str) or kind not in _EVENT_TYPE_SET:
+    get = item.get
+    kind = get("type")
+    if type(kind) is not str or kind not in _EVENT_TYPE_SET:
         return None
-    if not (_plain_types(item) and _has_required(kind, item)):
+    if not (_plain_types(get) and _has_required(kind, item)):
         return None
     parsed: dict[str, Any] = {}
-    for key in ("timestamp", "sentAt", "originalTimestamp"):
-        value = item.get(key)
+    for key in _TIMESTAMPS:
+        value = get(key)
         if value is None:
             continue
         moment = _parse_iso(value)
@@ -195,20 +198,25 @@ def _quick_load(item: Mapping[str, Any]) -> dict[str, Any] | None:
     return parsed
 
 
-def _plain_types(item: Mapping[str, Any]) -> bool:
+def _plain_types(get: Callable[[str], Any]) -> bool:
     """Identities are strings or integers, event and messageId strings, objects objects."""
     for key in _IDENTITIES:
-        value = item.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+        value = get(key)
+        if value is not None and type(value) is not str and type(value) is not int:
             return False
-    event = item.get("event")
-    message_id = item.get("messageId")
-    if (event is not None and not isinstance(event, str)) or (
-        message_id is not None
-        and (not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_CHARS)
+    event = get("event")
+    if event is not None and type(event) is not str:
+        return False
+    message_id = get("messageId")
+    if message_id is not None and (
+        type(message_id) is not str or len(message_id) > MAX_MESSAGE_ID_CHARS
     ):
         return False
-    return all(item.get(key) is None or isinstance(item.get(key), dict) for key in _OBJECTS)
+    for key in _OBJECTS:
+        value = get(key)
+        if value is not None and type(value) is not dict:
+            return False
+    return True
 
 
 def _has_required(kind: str, item: Mapping[str, Any]) -> bool:
@@ -268,17 +276,16 @@ def parse_webhook(
 
     With `may_delete` False, a request holding a `delete` is refused whole (Forbidden).
     """
+    received = _Received(received_at)
     if isinstance(body, dict):
         _check_limits([body], lambda _: None, limits, may_delete)
-        return [_normalise(body, None, received_at, new_id, {})]
+        return [_normalise(body, None, received, new_id, {})]
     if not isinstance(body, list):
         raise BadRequest(
             "request body must be a JSON object or an array of objects", code="validation_failed"
         )
     _check_limits(body, _webhook_where, limits, may_delete)
-    return [
-        _normalise(item, f"events[{i}]", received_at, new_id, {}) for i, item in enumerate(body)
-    ]
+    return [_normalise(item, f"events[{i}]", received, new_id, {}) for i, item in enumerate(body)]
 
 
 def parse_v1(
@@ -302,17 +309,33 @@ def parse_v1(
         # The route names the type, as in Segment's API: /v1/track stores a track.
         item = {**body, "type": route_type}
         _check_limits([item], lambda _: None, limits, may_delete)
-        return [_normalise(item, None, received_at, new_id, {})]
+        return [_normalise(item, None, _Received(received_at), new_id, {})]
     messages = _batch_items(body)
     _check_limits(messages, _batch_where, limits, may_delete)
-    problems = _ENVELOPE_SCHEMA.validate(body)
-    if problems:
-        raise BadRequest(_describe(None, problems), code="validation_failed")
+    if not _plain_envelope(body):
+        problems = _ENVELOPE_SCHEMA.validate(body)
+        if problems:
+            raise BadRequest(_describe(None, problems), code="validation_failed")
     shared = {k: body[k] for k in ("context", "integrations", "sentAt") if body.get(k) is not None}
+    if shared:
+        # What every message takes from the envelope is checked for invalid text once here
+        # (each message's own fields were, by _check_limits), not again in every merged event.
+        _encoded_size(shared, "batch")
+    received = _Received(received_at)
     return [
-        _normalise(item, f"batch[{i}]", received_at, new_id, shared)
-        for i, item in enumerate(messages)
+        _normalise(item, f"batch[{i}]", received, new_id, shared) for i, item in enumerate(messages)
     ]
+
+
+def _plain_envelope(body: Mapping[str, Any]) -> bool:
+    """What `_ENVELOPE_SCHEMA` accepts without a word, checked without marshmallow: objects
+    (or null) for context and integrations, a date-time (or null) for sentAt."""
+    for key in ("context", "integrations"):
+        value = body.get(key)
+        if value is not None and type(value) is not dict:
+            return False
+    sent_at = body.get("sentAt")
+    return sent_at is None or _parse_iso(sent_at) is not None
 
 
 def _webhook_where(index: int) -> str:
@@ -371,10 +394,20 @@ def _check_count(count: int, limits: Limits) -> None:
         )
 
 
+class _Received:
+    """When a request was received, and that time as receivedAt text (formatted once)."""
+
+    __slots__ = ("at", "text")
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+        self.text = format_timestamp(at)
+
+
 def _normalise(
     item: object,
     where: str | None,
-    received_at: datetime,
+    received: _Received,
     new_id: Callable[[], str],
     shared: Mapping[str, Any],
 ) -> Event:
@@ -398,17 +431,15 @@ def _normalise(
     if not event.get("messageId"):
         event["messageId"] = new_id()
     if event.get("timestamp") is None:
-        event["timestamp"] = _corrected_timestamp(parsed, shared, received_at, item)
-    event["receivedAt"] = format_timestamp(received_at)
-    if shared:
-        _encoded_size(event, where)  # the merged context is checked for invalid text too
+        event["timestamp"] = _corrected_timestamp(parsed, shared, received, item)
+    event["receivedAt"] = received.text
     return event
 
 
 def _corrected_timestamp(
     parsed: Mapping[str, Any],
     shared: Mapping[str, Any],
-    received_at: datetime,
+    received: _Received,
     item: Mapping[str, Any],
 ) -> Any:
     """Segment's device clock correction: receivedAt - (sentAt - originalTimestamp)."""
@@ -419,12 +450,12 @@ def _corrected_timestamp(
         sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
     if original is not None and sent is not None:
         try:
-            return format_timestamp(received_at - (sent - original))
+            return format_timestamp(received.at - (sent - original))
         except (OverflowError, ValueError):
             return item["originalTimestamp"]  # a skew beyond the calendar: keep what was sent
     if original is not None:
         return item["originalTimestamp"]
-    return format_timestamp(received_at)
+    return received.text
 
 
 def _merge_one_level(shared: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:

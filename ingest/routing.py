@@ -34,6 +34,8 @@ class Router:
         if not routes:
             raise ValueError("a router needs at least one destination")
         self.routes = tuple(routes)
+        # Destinations that accept unauthenticated events are tried last.
+        self._ordered = sorted(self.routes, key=lambda r: r.auth.allow_unauthenticated)
 
     def route(
         self, *, authorization: str | None, signature: str | None, raw_body: bytes, body: object
@@ -44,8 +46,7 @@ class Router:
         key always reaches its own destination.
         """
         last: Unauthorized | None = None
-        ordered = sorted(self.routes, key=lambda r: r.auth.allow_unauthenticated)
-        for candidate in ordered:
+        for candidate in self._ordered:
             try:
                 credential = authenticate(
                     candidate.auth,

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from config import fastjson
 from config.redis_keys import trace_bucket, trace_bucket_bytes
 from config.settings import Settings
 from store import scripts
@@ -57,9 +58,11 @@ def per_hour_budget(settings: Settings) -> int:
 
 
 def make_record(step: str, t_ms: int, **fields: Any) -> str:
+    """One record line: compact JSON (the bytes `json.dumps` with (",", ":") separators and
+    ensure_ascii=False writes), newline-terminated."""
     data = {"t": t_ms, "k": step}
     data.update({k: v for k, v in fields.items() if v is not None})
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return fastjson.dumps(data).decode() + "\n"
 
 
 class TraceBuffer(PipelineWriter):

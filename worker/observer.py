@@ -88,15 +88,23 @@ class GuardedObserver:
         try:
             getattr(self._inner, name)(*args)
         except Exception:
-            now = time.monotonic()
-            if now - self._last_logged > 60:
-                self._last_logged = now
-                logger.exception("delivery observer failed in %s; delivery goes on", name)
+            self._failed(name)
+
+    def _failed(self, name: str) -> None:
+        """Log the exception being handled (once a minute at most)."""
+        now = time.monotonic()
+        if now - self._last_logged > 60:
+            self._last_logged = now
+            logger.exception("delivery observer failed in %s; delivery goes on", name)
 
     def on_mapped(
         self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
     ) -> None:
-        self._guard("on_mapped", event, entry_id, src, calls)
+        # Once per event: the call itself, not through _guard's lookup by name.
+        try:
+            self._inner.on_mapped(event, entry_id, src, calls)
+        except Exception:
+            self._failed("on_mapped")
 
     def on_rejected(self, rejection: Rejection) -> None:
         self._guard("on_rejected", rejection)

@@ -164,14 +164,20 @@ class FleetObserver:
                 self.accepted.note(str(message_id), accepted_ms, len(calls))
         if self.trace is not None and message_id is not None:
             # Events read together share their time and usually their mappings: one record
-            # text serves them all (this runs once per event, so it must stay cheap).
+            # text serves them all (this runs once per event, so it must stay cheap: the
+            # names are formatted only for a new record).
             # Drain threads share this observer: read the cached pair once, replace it whole.
-            names = tuple(f"{call.mapping or 'delete'} ({call.action})" for call in calls)
+            which = (
+                (calls[0].mapping, calls[0].action)
+                if len(calls) == 1
+                else tuple((call.mapping, call.action) for call in calls)
+            )
             now_ms = self._now_ms()
             cached_for, line = self._mapped_line
-            if cached_for != (names, now_ms):
-                line = make_record("mapped", now_ms, mappings=list(names))
-                self._mapped_line = ((names, now_ms), line)
+            if cached_for != (which, now_ms):
+                names = [f"{call.mapping or 'delete'} ({call.action})" for call in calls]
+                line = make_record("mapped", now_ms, mappings=names)
+                self._mapped_line = ((which, now_ms), line)
             self.trace.add_line(str(message_id), now_ms, line)
 
     def on_rejected(self, rejection: Rejection) -> None:

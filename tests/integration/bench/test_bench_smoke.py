@@ -21,6 +21,15 @@ SUMMARY_KEYS = {
     "redis_bytes_per_queued_event",
     "retained_bytes_per_delivered_event",
     "history_bytes_per_delivered_event",
+    "round_trip_us",
+    "ingest_round_trips_per_event",
+    "ingest_round_trips_per_single_event_request",
+    "worker_round_trips_per_event",
+    "worker_round_trips_per_event_single",
+    "worker_round_trips_per_event_drain",
+    "redis_round_trips_per_event",
+    "redis_round_trips_per_event_single",
+    "redis_round_trips_per_event_drain",
 }
 
 
