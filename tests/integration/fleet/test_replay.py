@@ -29,35 +29,6 @@ def write_ndjson(path: Path, lines: list[str]) -> Path:
     return path
 
 
-class FakeResponse:
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-        self.status_code = status
-        self._body = body
-        self.headers = headers or {}
-        self.text = json.dumps(body)
-
-    def json(self) -> dict[str, Any]:
-        return self._body
-
-
-class FakeSession:
-    """Answers from a script of (status, body, headers), then 200; records each batch sent."""
-
-    def __init__(self, script: list[FakeResponse], refuse_type: str | None = None) -> None:
-        self.script = list(script)
-        self.refuse_type = refuse_type
-        self.batches: list[list[dict[str, Any]]] = []
-
-    def post(self, url: str, data: bytes, **_: Any) -> FakeResponse:
-        batch = json.loads(data)["batch"]
-        self.batches.append(batch)
-        if self.script:
-            return self.script.pop(0)
-        if self.refuse_type and any(e.get("type") == self.refuse_type for e in batch):
-            return FakeResponse(400, {"code": "validation_failed", "message": "bad type"})
-        return FakeResponse(200, {"success": True})
-
-
 # -- the real fleet --------------------------------------------------------------------------
 @pytest.fixture
 def fleet(

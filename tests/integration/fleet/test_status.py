@@ -12,24 +12,13 @@ import redis
 
 from config.redis_keys import RedisKeys
 from config.settings import load_settings
-from fleet.status import FleetStatus, format_status, read_status
+from fleet.status import format_status, read_status
 from tests.support.harness import BIN, ROOT, FleetProcesses, fleet_env
 
 pytestmark = pytest.mark.integration
 
 NOW_S = 1_714_565_100.0  # 2024-05-01T12:05:00Z, minute 28576085
 NOW_MS = int(NOW_S * 1000)
-
-
-def _status(**changes: object) -> FleetStatus:
-    base = FleetStatus(
-        queue_depths=[0], retry_scheduled=0, next_retry_ms=None, dead_letters=0,
-        delivered_this_minute=0, delivered_last_minute=0, circuit={}, last_error={},
-        workers=[], now_ms=NOW_MS,
-    )  # fmt: skip
-    for name, value in changes.items():
-        setattr(base, name, value)
-    return base
 
 
 def test_read_status_gathers_every_number_in_one_look(redis_url: str, key_prefix: str) -> None:

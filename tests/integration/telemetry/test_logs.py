@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from telemetry.logs import make_handler
 from tests.support.harness import API_KEY, WRITE_KEY, FleetProcesses, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub
-
-SECRETS = ["PW_API_TOKEN_abc123", "write-key-1", "hmac-secret"]
-
-
-@pytest.fixture
-def capture() -> Iterator[tuple[logging.Logger, io.StringIO, list[logging.Handler]]]:
-    logger = logging.getLogger("tests.logging.capture")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    stream = io.StringIO()
-    handlers: list[logging.Handler] = []
-    yield logger, stream, handlers
-    for handler in handlers:
-        logger.removeHandler(handler)
-
-
-def use(capture, log_format: str) -> tuple[logging.Logger, io.StringIO]:
-    logger, stream, handlers = capture
-    handler = make_handler(log_format, SECRETS, stream)
-    logger.addHandler(handler)
-    handlers.append(handler)
-    return logger, stream
 
 
 def _text(log_dir: Path, name: str) -> str:

@@ -3,8 +3,6 @@ tracing a delivered, a retried and a dead-lettered event through `pushwoosh-flee
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from config.settings import load_settings
@@ -12,29 +10,8 @@ from telemetry.trace import (
     describe,
     per_hour_budget,
 )
-from tests.support.pushwoosh_stub import RecordedRequest, Reply
-
-NOW_S = 1_714_565_100.0  # 2024-05-01T12:05:00Z
-
 
 # -- the real fleet --------------------------------------------------------------------------
-class FlakyPushwoosh:
-    """503 once for user-retry, 400 always for user-dead, 200 otherwise."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.failed_once = False
-
-    def __call__(self, request: RecordedRequest) -> Reply | None:
-        body = request.body.decode()
-        if "user-dead" in body:
-            return Reply(400, {"status_code": 400, "status_message": "bad attribute"})
-        if "user-retry" in body:
-            with self._lock:
-                if not self.failed_once:
-                    self.failed_once = True
-                    return Reply(503, "busy")
-        return None
 
 
 @pytest.mark.parametrize(
