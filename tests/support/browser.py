@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,14 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def missing() -> str | None:
-    """Why a browser test cannot run here, or None."""
+def missing(required_files: Mapping[Path, str] | None = None) -> str | None:
+    """Why a browser test cannot run here, or None. `required_files`: other files the test
+    needs, each with what to say when it is absent."""
     if shutil.which("chromium") is None:
         return "Debian's chromium is not installed (scripts/ensure-browser.sh installs it)"
+    for path, why in (required_files or {}).items():
+        if not path.is_file():
+            return why
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -36,9 +40,9 @@ def missing() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[Any]:
+def chromium(required_files: Mapping[Path, str] | None = None) -> Iterator[Any]:
     """A launched headless Chromium, or a skip (a failure under CI) saying what is missing."""
-    why = missing()
+    why = missing(required_files)
     if why:
         if os.environ.get("CI"):
             pytest.fail(f"the browser tests must run in CI: {why}")

@@ -10,8 +10,6 @@ for analytics.js). Without them these tests skip, saying what is missing; under 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,47 +22,23 @@ import redis
 
 from config.redis_keys import RedisKeys
 from fleet.embedded_redis import EmbeddedRedis, free_port
+from tests.support.browser import chromium
 from tests.support.harness import ROOT, WRITE_KEY, FleetProcesses, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub, RecordedRequest
 
 pytestmark = pytest.mark.integration
 
 ANALYTICS_JS = ROOT / "tests/browser/node_modules/@segment/analytics-next/dist/umd"
-# Flags that work on a container without a display, a sandbox or network access.
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-def _missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    if shutil.which("chromium") is None:
-        return "Debian's chromium is not installed (scripts/ensure-browser.sh installs it)"
-    if not (ANALYTICS_JS / "index.js").is_file():
-        return "analytics.js is not installed (scripts/ensure-browser.sh runs npm ci)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[test]')"
-    return None
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    missing = _missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser tests must run in CI: {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS, headless=True
-        )
-        yield chromium
-        chromium.close()
+    analytics_js = {
+        ANALYTICS_JS / "index.js": "analytics.js is not installed (scripts/ensure-browser.sh "
+        "runs npm ci)"
+    }
+    with chromium(analytics_js) as launched:
+        yield launched
 
 
 class PageServer:
