@@ -6,27 +6,12 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub
-
-
-def track(i: int) -> dict[str, Any]:
-    return {
-        "type": "track",
-        "messageId": f"replay-{i}",
-        "event": "Item Viewed",
-        "userId": f"user-{i % 13}",
-        "properties": {"i": i},
-    }
-
-
-def write_ndjson(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+from tests.support.replay import track, write_ndjson
 
 
 # -- the real fleet --------------------------------------------------------------------------
