@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env
+from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env, running
 from tests.support.pushwoosh_stub import PushwooshStub
 from tests.support.replay import track, write_ndjson
 
@@ -27,13 +27,8 @@ def fleet(
         PUSHWOOSH_SHARDS="2",
         INGEST_MAX_EVENT_BYTES="2048",
     )
-    processes = FleetProcesses(env, tmp_path)
-    try:
-        processes.start_ingest(web_workers=2)
-        processes.start_worker(concurrency=2)
+    with running(env, tmp_path, web_workers=2) as processes:
         yield processes
-    finally:
-        processes.stop_all()
 
 
 def run_replay(fleet: FleetProcesses, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
