@@ -18,7 +18,6 @@ stored or delivered.
 
 from __future__ import annotations
 
-import os
 import time
 import timeit
 from collections.abc import Mapping
@@ -27,9 +26,8 @@ import orjson
 import redis
 
 from bench.events import SENT_PLACEHOLDER, render_event
-from bench.procs import children_of
+from bench.procs import tree_cpu_s
 
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 REDIS = "redis"
 
 
@@ -69,19 +67,6 @@ class RoundTrips:
     @property
     def unit_us(self) -> float:
         return min(self.samples)
-
-
-def tree_cpu_s(root_pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants (threads included)."""
-    total = 0
-    for pid in children_of(root_pid):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited between listing and reading
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICKS_PER_S
 
 
 def redis_cpu_s(client: redis.Redis) -> float:

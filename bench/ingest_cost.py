@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 from bench import cost, measure, phases
-from bench.procs import children_of
+from bench.procs import children_of, tree_cpu_s
 from bench.stack import Stack
 
 
 def _cpu_s(pids: list[int]) -> float:
-    return sum(cost.tree_cpu_s(pid) for pid in pids)
+    return sum(tree_cpu_s(pid) for pid in pids)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Starting and stopping the benchmark's processes, and reading their memory from /proc.
+"""Starting and stopping the benchmark's processes, and reading their memory and CPU from /proc.
 
 Each process starts in its own session (its own process group), so stopping it also stops the
 children it forked (gunicorn workers, Celery pool processes) and nothing else.
@@ -91,6 +91,23 @@ def children_of(root_pid: int) -> list[int]:
         tree += kids
         frontier += kids
     return tree
+
+
+# /proc/<pid>/stat counts CPU time in clock ticks (USER_HZ, 100 on Linux).
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root_pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (threads included)."""
+    total = 0
+    for pid in children_of(root_pid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue  # exited between listing and reading
+    return total / _TICKS_PER_S
 
 
 def _status_kb(pid: int, field: str) -> int:

@@ -26,26 +26,12 @@ import redis
 from bench import phases
 from bench.backlog import fill_direct
 from bench.cluster import MISSING, LocalCluster, cluster_tools
-from bench.procs import BIN, children_of
+from bench.procs import BIN, tree_cpu_s
 from bench.stack import Stack
 from config.settings import load_settings
 from store.client import make_redis
 
 SHARDS = 4
-CLOCK_TICKS = 100  # /proc/<pid>/stat counts CPU time in USER_HZ ticks (100 on Linux)
-
-
-def tree_cpu_s(root_pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants."""
-    total = 0
-    for pid in children_of(root_pid):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / CLOCK_TICKS
 
 
 def redis_cpu_s(nodes: list[redis.Redis]) -> float:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import DEFAULT_REDIS_URL, MASK
+from worker.heartbeat import pid_alive
 
 DEFAULT_DATA_DIR = ".pushwoosh-fleet"
 FLEET_FILE = "fleet.json"
@@ -72,16 +73,6 @@ def recorded(data_dir: Path) -> RunningFleet | None:
         return None
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclasses.dataclass(frozen=True)
 class RedisChoice:
     """The Redis a command talks to, and why that one."""
@@ -106,7 +97,7 @@ def choose_redis(env: Mapping[str, str], data_dir: Path) -> RedisChoice:
     fleet = recorded(data_dir)
     if fleet is not None:
         where = data_dir / FLEET_FILE
-        gone = "" if alive(fleet.pid) else f"; its pid {fleet.pid} is gone: is it running?"
+        gone = "" if pid_alive(fleet.pid) else f"; its pid {fleet.pid} is gone: is it running?"
         return RedisChoice(f"from `pushwoosh-fleet run`, recorded in {where}{gone}", fleet)
     return RedisChoice(f"REDIS_URL is unset: the default {DEFAULT_REDIS_URL}")
 

@@ -28,6 +28,7 @@ from fleet.embedded_redis import EmbeddedRedis
 from fleet.exporter import page_url, serve_fleet
 from store.client import redis_for
 from telemetry import exposition
+from worker.heartbeat import pid_alive
 from worker.pushwoosh import DRY_RUN_BANNER
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class Fleet:
     def _refuse_a_second_fleet(self) -> None:
         """Two fleets on one data directory would share (and corrupt) one Redis' files."""
         running = locate.recorded(self.data_dir)
-        if running is not None and running.pid != os.getpid() and locate.alive(running.pid):
+        if running is not None and running.pid != os.getpid() and pid_alive(running.pid):
             raise RuntimeError(
                 f"a fleet started from {self.data_dir} is already running (pid {running.pid}, "
                 f"ingest {running.ingest_url}); stop it first, or use another --data-dir"

@@ -133,7 +133,8 @@ def read_heartbeat(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists; another user's (kill answers EPERM) does."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -147,7 +148,7 @@ def problems(
     state: dict[str, Any] | None,
     now_s: float,
     max_age_s: float = DEFAULT_MAX_AGE_S,
-    alive: Callable[[int], bool] = _alive,
+    alive: Callable[[int], bool] = pid_alive,
 ) -> list[str]:
     """Why the worker that wrote `state` is not draining; empty when it is."""
     if state is None:

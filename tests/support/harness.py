@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import requests
@@ -176,3 +176,23 @@ class FleetProcesses:
             self.stop(process)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)  # leftover pool children
+
+
+@contextlib.contextmanager
+def running(
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    web_workers: int = 1,
+    worker_concurrency: int | None = 2,
+) -> Iterator[FleetProcesses]:
+    """Ingest and one worker (none when `worker_concurrency` is None), started; every process
+    stopped on the way out, also when one of them failed to start."""
+    processes = FleetProcesses(env, log_dir)
+    try:
+        processes.start_ingest(web_workers=web_workers)
+        if worker_concurrency is not None:
+            processes.start_worker(concurrency=worker_concurrency)
+        yield processes
+    finally:
+        processes.stop_all()

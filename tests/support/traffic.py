@@ -15,7 +15,8 @@ from tests.support.pushwoosh_stub import PushwooshStub
 from worker.dlq import DeadLetterFilter, DeadLetterQueue
 
 
-def tracks(count: int, start: int = 0) -> list[dict[str, object]]:
+def tracks(count: int, start: int = 0, **properties: object) -> list[dict[str, object]]:
+    """Track events m-<start> on, numbered in properties.i; `properties`: more for each."""
     return [
         {
             "type": "track",
@@ -23,7 +24,7 @@ def tracks(count: int, start: int = 0) -> list[dict[str, object]]:
             "event": "Item Viewed",
             "userId": f"user-{i % 13}",
             "timestamp": "2024-05-01T12:05:00.000Z",
-            "properties": {"i": i},
+            "properties": {"i": i, **properties},
         }
         for i in range(start, start + count)
     ]

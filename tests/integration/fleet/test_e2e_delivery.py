@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from config.redis_keys import RedisKeys
-from tests.support.harness import FleetProcesses, cli, fleet_env
+from tests.support.harness import FleetProcesses, cli, fleet_env, running
 from tests.support.pushwoosh_stub import PushwooshStub, RecordedRequest, Reply
 from tests.support.traffic import delivered_ids, post_batches, tracks
 from worker.dlq import DeadLetterFilter, DeadLetterQueue
@@ -28,16 +28,11 @@ pytestmark = pytest.mark.integration
 def fleet(
     redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
 ) -> Iterator[FleetProcesses]:
-    processes = FleetProcesses(
-        fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_ENABLE_BATCHING="true",
-                  PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2", RETRY_BASE_DELAY_S="0.2",
-                  AUTH_FAILURE_PAUSE_S="30"),
-        tmp_path,
-    )  # fmt: skip
-    processes.start_ingest()
-    processes.start_worker(concurrency=2)
-    yield processes
-    processes.stop_all()
+    env = fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_ENABLE_BATCHING="true",
+                    PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2", RETRY_BASE_DELAY_S="0.2",
+                    AUTH_FAILURE_PAUSE_S="30")  # fmt: skip
+    with running(env, tmp_path) as processes:
+        yield processes
 
 
 def test_429_with_retry_after_is_not_retried_sooner(fleet, stub: PushwooshStub) -> None:

@@ -16,7 +16,7 @@ from segment.analytics.client import Client
 
 from config.redis_keys import RedisKeys
 from fleet.embedded_redis import EmbeddedRedis
-from tests.support.harness import WRITE_KEY, FleetProcesses, fleet_env
+from tests.support.harness import WRITE_KEY, FleetProcesses, fleet_env, running
 from tests.support.pushwoosh_stub import PushwooshStub
 
 pytestmark = pytest.mark.integration
@@ -26,15 +26,10 @@ pytestmark = pytest.mark.integration
 def fleet(
     redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
 ) -> Iterator[FleetProcesses]:
-    processes = FleetProcesses(
-        fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_ENABLE_BATCHING="true",
-                  PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2"),
-        tmp_path,
-    )  # fmt: skip
-    processes.start_ingest(web_workers=2)
-    processes.start_worker(concurrency=2)
-    yield processes
-    processes.stop_all()
+    env = fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_ENABLE_BATCHING="true",
+                    PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2")  # fmt: skip
+    with running(env, tmp_path, web_workers=2) as processes:
+        yield processes
 
 
 def seqs_received(stub: PushwooshStub) -> list[int]:

@@ -6,27 +6,12 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env
+from tests.support.harness import BIN, ROOT, WRITE_KEY, FleetProcesses, fleet_env, running
 from tests.support.pushwoosh_stub import PushwooshStub
-
-
-def track(i: int) -> dict[str, Any]:
-    return {
-        "type": "track",
-        "messageId": f"replay-{i}",
-        "event": "Item Viewed",
-        "userId": f"user-{i % 13}",
-        "properties": {"i": i},
-    }
-
-
-def write_ndjson(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+from tests.support.replay import track, write_ndjson
 
 
 # -- the real fleet --------------------------------------------------------------------------
@@ -42,13 +27,8 @@ def fleet(
         PUSHWOOSH_SHARDS="2",
         INGEST_MAX_EVENT_BYTES="2048",
     )
-    processes = FleetProcesses(env, tmp_path)
-    try:
-        processes.start_ingest(web_workers=2)
-        processes.start_worker(concurrency=2)
+    with running(env, tmp_path, web_workers=2) as processes:
         yield processes
-    finally:
-        processes.stop_all()
 
 
 def run_replay(fleet: FleetProcesses, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -13,25 +13,11 @@ import requests
 from fleet.embedded_redis import EmbeddedRedis
 from tests.support.harness import WRITE_KEY, FleetProcesses, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub, Reply
-from tests.support.traffic import wait_all_accounted
+from tests.support.traffic import tracks, wait_all_accounted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MAXMEMORY = 64 * 1024 * 1024
-
-
-def _big_tracks(start: int, count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "type": "track",
-            "messageId": f"m-{i:06d}",
-            "event": "Item Viewed",
-            "userId": f"user-{i % 13}",
-            "timestamp": "2024-05-01T12:05:00.000Z",
-            "properties": {"i": i, "padding": "x" * 6000},
-        }
-        for i in range(start, start + count)
-    ]
 
 
 def test_ingest_refuses_before_redis_is_full_and_delivery_goes_on(
@@ -59,7 +45,7 @@ def test_ingest_refuses_before_redis_is_full_and_delivery_goes_on(
         refusals = []
         peak = 0
         for start in range(0, 20_000, 50):  # 50 events of 6 KB: under the 500 KB request limit
-            batch = _big_tracks(start, 50)
+            batch = tracks(50, start, padding="x" * 6000)
             response = requests.post(
                 f"{url}/v1/batch", json={"batch": batch}, auth=(WRITE_KEY, ""), timeout=10
             )

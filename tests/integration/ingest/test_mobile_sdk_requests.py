@@ -17,7 +17,7 @@ import redis
 import requests
 
 from config.redis_keys import RedisKeys
-from tests.support.harness import ROOT, WRITE_KEY, FleetProcesses, fleet_env
+from tests.support.harness import ROOT, WRITE_KEY, FleetProcesses, fleet_env, running
 from tests.support.pushwoosh_stub import PushwooshStub
 
 pytestmark = pytest.mark.integration
@@ -49,14 +49,10 @@ def ingest(
     redis_url: str, key_prefix: str, stub: PushwooshStub, tmp_path: Path
 ) -> Iterator[FleetProcesses]:
     """Ingest alone: the test reads what was stored before it starts a worker to deliver it."""
-    processes = FleetProcesses(
-        fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_ENABLE_BATCHING="true",
-                  PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2"),
-        tmp_path,
-    )  # fmt: skip
-    processes.start_ingest()
-    yield processes
-    processes.stop_all()
+    env = fleet_env(redis_url, key_prefix, stub.url, PUSHWOOSH_ENABLE_BATCHING="true",
+                    PUSHWOOSH_BATCH_FLUSH_DELAY_S="0.2")  # fmt: skip
+    with running(env, tmp_path, worker_concurrency=None) as processes:
+        yield processes
 
 
 def stored(redis_url: str, key_prefix: str) -> list[dict[str, Any]]:

@@ -11,21 +11,7 @@ from typing import Any
 import pytest
 
 from fleet.replay import RateLimit, ReplayError, replay_file
-
-
-def track(i: int) -> dict[str, Any]:
-    return {
-        "type": "track",
-        "messageId": f"replay-{i}",
-        "event": "Item Viewed",
-        "userId": f"user-{i % 13}",
-        "properties": {"i": i},
-    }
-
-
-def write_ndjson(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+from tests.support.replay import track, write_ndjson
 
 
 class FakeResponse:
