@@ -75,6 +75,15 @@ class Call:
     body: dict[str, Any]  # post-events: ONE element, not wrapped in {"events": [...]}
     batchable: bool = False
 
+    def encoded(self) -> bytes:
+        """The body as compact JSON, encoded once: planning encodes it (a body that cannot be
+        encoded is refused there, on its own), and the request that carries it sends these
+        very bytes. A call's body is never changed once the call is made."""
+        data: bytes | None = self.__dict__.get("_encoded")
+        if data is None:
+            data = self.__dict__["_encoded"] = fastjson.dumps(self.body)
+        return data
+
 
 @dataclasses.dataclass(frozen=True)
 class Rejection:
@@ -515,12 +524,13 @@ def _map_guarded(
 ) -> None:
     """One mapping of one event; whatever goes wrong holds back this call only.
 
-    The body is encoded once here too: an element that cannot become JSON must be refused on
-    its own, not break the request that would carry it and everything queued behind it.
+    The body is encoded here, once (the request sends these bytes): an element that cannot
+    become JSON must be refused on its own, not break the request that would carry it and
+    everything queued behind it.
     """
     try:
         call = make()
-        fastjson.dumps(call.body)
+        call.encoded()
     except MappingRejected as ex:
         rejections.append(Rejection(mapping, action, _message_id(event), ex.reason, ex.code))
         return
