@@ -324,12 +324,20 @@ def validate_payload(payload: MappingABC[str, Any], action: str) -> dict[str, An
     valid: dict[str, Any] = {}
     for key, value in payload.items():
         field = schema[key]
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             if not value:
                 continue  # "" at the top level is dropped whatever the field's type
-            if not field.date_like and "string" in field.types:
+            if "string" in field.types:
+                # A text where a text belongs: nothing to drop or coerce; a date field's
+                # text must read as a date (what validate_field checks of it).
+                if field.date_like and not is_date_like(value):
+                    raise MappingRejected(f"{key} is not a date: {value[:64]!r}")
                 valid[key] = value
                 continue
+        elif kind is dict and field.properties is None and "object" in field.types:
+            valid[key] = value  # an object where any object goes: kept as it is
+            continue
         value = _remove_empty(value, field)
         if value is ABSENT:
             continue

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from config.directives import DirectiveError
 from config.mappings import (
+    ACTION_SCHEMAS,
     PROFILE_DEFAULTS,
     PROFILE_FIELDS,
     TRACK_DEFAULTS,
@@ -20,6 +21,7 @@ from config.mappings import (
     Mapping,
 )
 from worker.mapping import (
+    REQUIRED_FIELDS,
     Call,
     MappingRejected,
     Rejection,
@@ -28,7 +30,9 @@ from worker.mapping import (
     map_event,
     normalize_timestamp,
     plan_calls,
+    remove_empty_values,
     resolve_payload,
+    validate_field,
     validate_payload,
 )
 from worker.mapping import build_profile_body as _profile_body
@@ -529,3 +533,47 @@ def test_no_event_makes_planning_raise(
         json.dumps(call.body, allow_nan=False)  # always valid JSON to send
     assert all(rejection.reason for rejection in rejections)
     assert len(calls) + len(rejections) == (1 if event_type is not None else 0)
+
+
+def _validated_field_by_field(payload: dict[str, Any], action: str) -> dict[str, Any]:
+    """Segment's order, written out: removeEmptyValues, then ajv's check of each field, then
+    the required fields (validate_payload does it in one pass, with shortcuts)."""
+    schema = ACTION_SCHEMAS[action]
+    cleaned = remove_empty_values(payload, action)
+    valid = {key: validate_field(key, value, schema[key]) for key, value in cleaned.items()}
+    for key in REQUIRED_FIELDS[action]:
+        if key not in valid:
+            code = "no_user_id" if key == "external_id" else "mapping_rejected"
+            raise MappingRejected(f"missing required field {key}", code)
+    return valid
+
+
+_DATES = st.sampled_from(
+    ["2024-05-01T12:05:00.000Z", "2024-13-01T00:00:00Z", "2024-05-01", "1714565100",
+     "yesterday", "", " ", "2024-02-30T00:00:00+01:00"]
+)  # fmt: skip
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
+    | st.text(max_size=5) | _DATES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data(), st.sampled_from([TRACK_EVENT, UPDATE_USER_PROFILE]))
+def test_validating_in_one_pass_is_segments_field_by_field_order(
+    data: st.DataObject, action: str
+) -> None:
+    keys = list(ACTION_SCHEMAS[action])
+    payload = data.draw(st.dictionaries(st.sampled_from(keys), _VALUES, max_size=len(keys)))
+    try:
+        expected: Any = _validated_field_by_field(payload, action)
+    except MappingRejected as ex:
+        expected = (ex.reason, ex.code)
+    try:
+        got: Any = validate_payload(payload, action)
+    except MappingRejected as ex:
+        got = (ex.reason, ex.code)
+    assert got == expected
