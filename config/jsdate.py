@@ -559,12 +559,13 @@ def is_date_like(text: str) -> bool:
     """Segment's "date-like" format check for a string in a datetime field."""
     fast = _ISO_FAST.fullmatch(text)
     if fast:
-        # Runs for every date-like field of every event: no generator, optional parts as "0".
+        # Runs for every date-like field of every event: no generator, optional parts as "0",
+        # and the ranges checked on the texts themselves: each part is two ASCII digits (or the
+        # "0" put in for a missing one), which compare as their numbers do.
         _, month, day, hour, minute, second, zone_hour, zone_minute = fast.groups("0")
         if (
-            1 <= int(month) <= 12 and 1 <= int(day) <= 31 and int(hour) <= 23
-            and int(minute) <= 59 and int(second) <= 59 and int(zone_hour) <= 23
-            and int(zone_minute) <= 59
+            "01" <= month <= "12" and "01" <= day <= "31" and hour <= "23" and minute <= "59"
+            and second <= "59" and zone_hour <= "23" and zone_minute <= "59"
         ):  # fmt: skip
             return True
     number = js_to_number(text)

@@ -40,6 +40,16 @@ class AcceptedTimes:
             while len(self._open) > self._max_events:
                 del self._open[next(iter(self._open))]
 
+    def note_many(self, events: Iterable[tuple[str, int, int]]) -> None:
+        """`note` for each (message id, accepted ms, calls), under one lock."""
+        with self._lock:
+            opened, max_events = self._open, self._max_events
+            for message_id, accepted_ms, calls in events:
+                if calls > 0:
+                    opened[message_id] = [accepted_ms, calls]
+                    while len(opened) > max_events:
+                        del opened[next(iter(opened))]
+
     def settle(self, message_ids: Iterable[str]) -> list[int]:
         """One call of each event is done; the acceptance times of those known."""
         found = []

@@ -97,6 +97,16 @@ class TraceBuffer(PipelineWriter):
                 del self._pending[: waiting - MAX_PENDING_RECORDS]
         self._note_waiting(waiting - 1, waiting)
 
+    def add_lines(self, records: Iterable[tuple[str, str]], t_ms: int) -> None:
+        """`add_line` for each (message id, line) at one time, under one lock."""
+        with self._lock:
+            before = len(self._pending)
+            self._pending.extend((message_id, t_ms, line) for message_id, line in records)
+            waiting = len(self._pending)
+            if waiting > MAX_PENDING_RECORDS:
+                del self._pending[: waiting - MAX_PENDING_RECORDS]
+        self._note_waiting(before, waiting)
+
     def add_many(
         self, message_ids: Iterable[str], step: str, t_ms: int | None = None, **fields: Any
     ) -> None:

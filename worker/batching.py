@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from config import fastjson
 from worker.mapping import POST_EVENTS_PATH, Call
 
 # 100 per request: Pushwoosh's limit for post-events.
@@ -25,6 +26,19 @@ class PlannedRequest:
     message_ids: tuple[str, ...]  # one per element (post-events) or the one event
     mapping: str
     action: str
+    # Each call's body as its `Call.encoded` bytes (post-events: one per element), when the
+    # request was packed from calls in this process; None for one read back from a retry record.
+    parts: tuple[bytes, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def encoded(self) -> bytes:
+        """The body as sent: the calls' own encodings joined, so no event is encoded twice.
+        For ordinary data these are the bytes of encoding `body` whole; either way each element
+        is byte for byte what it would be alone."""
+        if self.parts is None:
+            return fastjson.dumps(self.body)
+        if self.path == POST_EVENTS_PATH:
+            return b'{"events":[' + b",".join(self.parts) + b"]}"
+        return self.parts[0]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe form, for retry records; `from_dict` reads it back."""
@@ -59,8 +73,9 @@ def pack(calls: Sequence[Call]) -> PlannedRequest:
         if len(calls) != 1:
             raise ValueError(f"only post-events calls can share a request, not {first.path}")
         return PlannedRequest(
-            first.path, first.body, (first.message_id,), first.mapping, first.action
-        )
+            first.path, first.body, (first.message_id,), first.mapping, first.action,
+            (first.encoded(),),
+        )  # fmt: skip
     if len(calls) > MAX_EVENTS_PER_REQUEST:
         raise ValueError(f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(calls)}")
     if any(call.mapping != first.mapping or call.path != first.path for call in calls):
@@ -71,6 +86,7 @@ def pack(calls: Sequence[Call]) -> PlannedRequest:
         message_ids=tuple(call.message_id for call in calls),
         mapping=first.mapping,
         action=first.action,
+        parts=tuple([call.encoded() for call in calls]),
     )
 
 
@@ -117,6 +133,7 @@ def split_request(request: PlannedRequest) -> tuple[PlannedRequest, PlannedReque
             request,
             body={**request.body, "events": events[part]},
             message_ids=request.message_ids[part],
+            parts=None if request.parts is None else request.parts[part],
         )
 
     return half(slice(None, middle)), half(slice(middle, None))
@@ -133,4 +150,5 @@ def select_request(request: PlannedRequest, indexes: Sequence[int]) -> PlannedRe
         request,
         body={**request.body, "events": [events[i] for i in indexes]},
         message_ids=tuple(request.message_ids[i] for i in indexes),
+        parts=None if request.parts is None else tuple(request.parts[i] for i in indexes),
     )

@@ -4,7 +4,10 @@ A socket timeout bounds each read, not the whole exchange: a server that trickle
 byte at a time never trips one and can hold a request open for ever. `Watchdog.guard(deadline,
 on_expiry)` runs `on_expiry` (which shuts the socket down, waking the blocked read) if the
 guarded block is still running at the deadline. One thread serves every guard of the process,
-so a guard costs a heap push and a pop, not a thread.
+so a guard costs a heap push and a pop, not a thread. The thread is woken only when a new
+deadline comes before the one it waits for: sends with later deadlines (the usual case, one
+per request) do not wake it, and what ended in time is dropped from the heap as guards are
+added, so it holds about as many entries as blocks are running.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class Watchdog:
         self._cancelled: set[int] = set()
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        # The deadline the thread sleeps until; None while it waits for a first guard.
+        self._wakes_at: float | None = None
 
     @contextlib.contextmanager
     def guard(self, deadline: float, on_expiry: Callable[[], None]) -> Iterator[None]:
@@ -52,26 +57,34 @@ class Watchdog:
 
     def _add(self, deadline: float, on_expiry: Callable[[], None]) -> int:
         with self._cond:
+            self._drop_ended()
             handle = next(self._ids)
             heapq.heappush(self._heap, (deadline, handle, on_expiry))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._wakes_at is None or deadline < self._wakes_at:
+                self._cond.notify()  # it sleeps past this deadline (or for ever): wake it
             return handle
+
+    def _drop_ended(self) -> None:
+        """Forget the earliest guards whose blocks have ended (call with the lock held)."""
+        heap, cancelled = self._heap, self._cancelled
+        while heap and heap[0][1] in cancelled:
+            cancelled.discard(heapq.heappop(heap)[1])
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._heap and self._heap[0][1] in self._cancelled:
-                    _, handle, _ = heapq.heappop(self._heap)
-                    self._cancelled.discard(handle)
+                self._drop_ended()
                 if not self._heap:
+                    self._wakes_at = None
                     self._cond.wait()
                     continue
-                deadline, handle, on_expiry = self._heap[0]
+                deadline, _, on_expiry = self._heap[0]
                 wait_s = deadline - self._clock()
                 if wait_s > 0:
+                    self._wakes_at = deadline
                     self._cond.wait(wait_s)
                     continue
                 heapq.heappop(self._heap)

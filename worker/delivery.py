@@ -93,7 +93,10 @@ class ShardDelivery:
         self._lease.renew(force=self._lease.remaining_s() < MIN_SEND_WINDOW_S)
         self._rate_limit.acquire(out.size, keep_alive=self._lease.renew)
         # Cut off before the lease could run out: no send outlives it (worker/lease.py).
-        reply = self._rt.sender.send(out.request.path, out.request.body, self._lease.remaining_s())
+        request = out.request
+        reply = self._rt.sender.send(
+            request.path, request.body, self._lease.remaining_s(), data=request.encoded()
+        )
         if reply.body:  # a reply quoting a secret back must not carry it anywhere we keep things
             reply = dataclasses.replace(reply, body=redact(reply.body, self._secrets))
         self.report.requests += 1

@@ -24,7 +24,7 @@ from worker.clock import Clock, RedisClock
 from worker.delivery import ShardDelivery, StepParts
 from worker.lease import Lease, LeaseLost
 from worker.mapping import Rejection, plan_calls
-from worker.observer import GuardedObserver
+from worker.observer import GuardedObserver, Mapped
 from worker.report import DrainReport
 from worker.retries import RetrySchedule
 from worker.runtime import Runtime
@@ -144,6 +144,8 @@ class ShardDrainer:
 
     # -- mapping -------------------------------------------------------------------------------
     def _take(self, entries: list[Entry]) -> None:
+        mapped: list[Mapped] = []  # told to the observer once per read, before any outcome
+        mappings, app_code = self._rt.mappings, self._rt.app_code
         for entry_id, fields in entries:
             self.report.entries += 1
             raw, accepted_ms = (fields or {}).get("e"), entry_time_ms(entry_id)
@@ -159,10 +161,13 @@ class ShardDrainer:
                 self._work.dead_letter(letter, now_ms)
                 self._work.ack(entry_id)
                 continue
-            plan = plan_calls(event, self._rt.mappings, self._rt.app_code)
+            plan = plan_calls(event, mappings, app_code)
             src = fields.get("src", "") if fields else ""
-            self._observer.on_mapped(event, entry_id, src, plan.calls)
+            message_id = event.get("messageId")
+            mapped.append((message_id, entry_id, src, plan.calls))
             skipped = plan.skipped is not None
+            if skipped or plan.rejections:
+                self._tell_mapped(mapped)
             if skipped:
                 self._skip(str(event.get("messageId", "")), plan.skipped or "")
             for rejection in plan.rejections:
@@ -173,7 +178,19 @@ class ShardDrainer:
                 continue
             self._work.expect(entry_id, len(plan.calls))
             for call in plan.calls:
-                self._delivery.send_all(self._batcher.add(call, entry_id, accepted_ms))
+                ready = self._batcher.add(call, entry_id, accepted_ms)
+                if ready:
+                    self._tell_mapped(mapped)
+                    self._delivery.send_all(ready)
+        self._tell_mapped(mapped)
+
+    def _tell_mapped(self, mapped: list[Mapped]) -> None:
+        """What was mapped so far, to the observer; called before any of those events'
+        outcomes is reported, so an event's history starts with its mapping. Only the message
+        ids are kept meanwhile: the parsed events die as soon as they are mapped."""
+        if mapped:
+            self._observer.on_mapped(mapped)
+            mapped.clear()
 
     def _skip(self, message_id: str, reason: str) -> None:
         self._work.skipped(reason, self._clock.now_ms())

@@ -27,6 +27,7 @@ from config.jsvalues import is_number, js_number, js_string, js_to_number, json_
 from config.mappings import (
     ACTION_SCHEMAS,
     PROFILE_FIELDS,
+    TRACK_DEFAULTS,
     TRACK_EVENT,
     UPDATE_USER_PROFILE,
     FieldGetter,
@@ -74,6 +75,15 @@ class Call:
     message_id: str
     body: dict[str, Any]  # post-events: ONE element, not wrapped in {"events": [...]}
     batchable: bool = False
+
+    def encoded(self) -> bytes:
+        """The body as compact JSON, encoded once: planning encodes it (a body that cannot be
+        encoded is refused there, on its own), and the request that carries it sends these
+        very bytes. A call's body is never changed once the call is made."""
+        data: bytes | None = self.__dict__.get("_encoded")
+        if data is None:
+            data = self.__dict__["_encoded"] = fastjson.dumps(self.body)
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,12 +325,20 @@ def validate_payload(payload: MappingABC[str, Any], action: str) -> dict[str, An
     valid: dict[str, Any] = {}
     for key, value in payload.items():
         field = schema[key]
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             if not value:
                 continue  # "" at the top level is dropped whatever the field's type
-            if not field.date_like and "string" in field.types:
+            if "string" in field.types:
+                # A text where a text belongs: nothing to drop or coerce; a date field's
+                # text must read as a date (what validate_field checks of it).
+                if field.date_like and not is_date_like(value):
+                    raise MappingRejected(f"{key} is not a date: {value[:64]!r}")
                 valid[key] = value
                 continue
+        elif kind is dict and field.properties is None and "object" in field.types:
+            valid[key] = value  # an object where any object goes: kept as it is
+            continue
         value = _remove_empty(value, field)
         if value is ABSENT:
             continue
@@ -443,6 +461,15 @@ def _message_id(event: MappingABC[str, Any]) -> str:
 
 def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> Call:
     """The call `mapping` makes of `event`; MappingRejected with the reason if it cannot."""
+    if _is_preset_track(mapping) and type(event) is dict:
+        call = _map_plain_track(event, mapping, app_code)
+        if call is not None:
+            return call
+    return map_event_in_full(event, mapping, app_code)
+
+
+def map_event_in_full(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> Call:
+    """map_event by the general path: every field's getter, Segment's checks, the body."""
     payload = validate_payload(resolve_payload(event, mapping), mapping.action)
     for key in mapping.undefined_in_arrays & payload.keys():
         payload[key] = json_ready(payload[key])  # undefined array members go out as null
@@ -457,6 +484,81 @@ def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> C
             mapping.enable_batching,
         )  # fmt: skip
     raise MappingRejected(f"unknown action {mapping.action!r}")
+
+
+# -- the preset track mapping, for plain events -----------------------------------------------
+
+# The fields of Segment's "Track Events" preset (enable_batching is not a field getter).
+_PRESET_TRACK_SOURCES: Final = {k: v for k, v in TRACK_DEFAULTS.items() if k != "enable_batching"}
+_preset_track_seen: dict[int, tuple[Mapping, bool]] = {}
+
+
+def _is_preset_track(mapping: Mapping) -> bool:
+    """Whether a mapping maps its track fields exactly as the preset does (decided once per
+    mapping: mappings are built at start-up and kept)."""
+    seen = _preset_track_seen.get(id(mapping))
+    if seen is None or seen[0] is not mapping:
+        preset = (
+            mapping.action == TRACK_EVENT
+            and not mapping.undefined_in_arrays
+            and mapping.fields.keys() == _PRESET_TRACK_SOURCES.keys()
+            and dict(mapping.field_sources) == _PRESET_TRACK_SOURCES
+        )
+        seen = _preset_track_seen[id(mapping)] = (mapping, preset)
+    return seen[1]
+
+
+def _map_plain_track(event: dict[str, Any], mapping: Mapping, app_code: str) -> Call | None:
+    """What the general path makes of an event through the preset track fields, for the
+    usual event only: non-empty texts for userId, event and timestamp, objects for context,
+    context.device and properties, texts for the device's id and type. Such values need no
+    getter, nothing dropped or coerced, only the date check: their payload is taken as it is
+    and built by the same `build_track_element`. Anything else (a missing or empty value,
+    another type, a timestamp that does not read as a date) returns None, and the general path
+    maps the event, rejections and coercions included. A property test holds the two paths to
+    the same calls."""
+    user_id, name, timestamp = event.get("userId"), event.get("event"), event.get("timestamp")
+    if not (
+        type(user_id) is str and user_id and type(name) is str and name
+        and type(timestamp) is str and timestamp and is_date_like(timestamp)
+    ):  # fmt: skip
+        return None
+    payload: dict[str, Any] = {"external_id": user_id}
+    if not _plain_device(event, payload):
+        return None
+    payload["name"] = name
+    payload["timestamp"] = timestamp
+    properties = event.get("properties", ABSENT)
+    if properties is not ABSENT:
+        if type(properties) is not dict:
+            return None
+        payload["properties"] = properties
+    element = build_track_element(payload, app_code)
+    return Call(
+        mapping.name, TRACK_EVENT, POST_EVENTS_PATH, _message_id(event), element,
+        mapping.enable_batching,
+    )  # fmt: skip
+
+
+def _plain_device(event: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Put context.device's id and type in the payload; False when they are not plain."""
+    context = event.get("context", ABSENT)
+    if context is ABSENT:
+        return True
+    if type(context) is not dict:
+        return False
+    device = context.get("device", ABSENT)
+    if device is ABSENT:
+        return True
+    if type(device) is not dict:
+        return False
+    for key, field in (("id", "device_id"), ("type", "device_platform")):
+        value = device.get(key, ABSENT)
+        if value is not ABSENT:
+            if type(value) is not str or not value:
+                return False
+            payload[field] = value
+    return True
 
 
 def map_delete(event: MappingABC[str, Any]) -> Call:
@@ -515,12 +617,13 @@ def _map_guarded(
 ) -> None:
     """One mapping of one event; whatever goes wrong holds back this call only.
 
-    The body is encoded once here too: an element that cannot become JSON must be refused on
-    its own, not break the request that would carry it and everything queued behind it.
+    The body is encoded here, once (the request sends these bytes): an element that cannot
+    become JSON must be refused on its own, not break the request that would carry it and
+    everything queued behind it.
     """
     try:
         call = make()
-        fastjson.dumps(call.body)
+        call.encoded()
     except MappingRejected as ex:
         rejections.append(Rejection(mapping, action, _message_id(event), ex.reason, ex.code))
         return

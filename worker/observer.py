@@ -18,12 +18,15 @@ from worker.pushwoosh import Reply
 
 logger = logging.getLogger(__name__)
 
+# One event read from its stream: its messageId (as the event has it, None when it has none),
+# its entry id, its `src` field and the calls it matched (maybe none).
+Mapped = tuple[Any, str, str, Sequence[Call]]
+
 
 class DeliveryObserver(Protocol):
-    def on_mapped(
-        self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
-    ) -> None:
-        """An event was read from its stream and matched these calls (maybe none)."""
+    def on_mapped(self, mapped: Sequence[Mapped]) -> None:
+        """Events read together from their stream, each with the calls it matched: once per
+        read, before any of their outcomes (skipped, rejected, sent...) is reported."""
 
     def on_rejected(self, rejection: Rejection) -> None:
         """A mapping could not turn an event into a valid call."""
@@ -47,9 +50,7 @@ class DeliveryObserver(Protocol):
 
 
 class NullObserver:
-    def on_mapped(
-        self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
-    ) -> None:
+    def on_mapped(self, mapped: Sequence[Mapped]) -> None:
         return
 
     def on_rejected(self, rejection: Rejection) -> None:
@@ -97,14 +98,8 @@ class GuardedObserver:
             self._last_logged = now
             logger.exception("delivery observer failed in %s; delivery goes on", name)
 
-    def on_mapped(
-        self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
-    ) -> None:
-        # Once per event: the call itself, not through _guard's lookup by name.
-        try:
-            self._inner.on_mapped(event, entry_id, src, calls)
-        except Exception:
-            self._failed("on_mapped")
+    def on_mapped(self, mapped: Sequence[Mapped]) -> None:
+        self._guard("on_mapped", mapped)
 
     def on_rejected(self, rejection: Rejection) -> None:
         self._guard("on_rejected", rejection)

@@ -42,8 +42,16 @@ class Reply:
 
 
 class Sender(Protocol):
-    def send(self, path: str, body: dict[str, Any], deadline_s: float | None = None) -> Reply:
-        """Send one request; give up after deadline_s seconds (or the configured timeout)."""
+    def send(
+        self,
+        path: str,
+        body: dict[str, Any],
+        deadline_s: float | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> Reply:
+        """Send one request; give up after deadline_s seconds (or the configured timeout).
+        `data`, when given, is `body` already encoded (sent as it is)."""
 
 
 class PushwooshClient:
@@ -92,12 +100,20 @@ class PushwooshClient:
         if connection is not None:
             connection.close()
 
-    def send(self, path: str, body: dict[str, Any], deadline_s: float | None = None) -> Reply:
+    def send(
+        self,
+        path: str,
+        body: dict[str, Any],
+        deadline_s: float | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> Reply:
         started = time.monotonic()
         limit_s = self._settings.pushwoosh_timeout_s
         if deadline_s is not None:
             limit_s = min(limit_s, deadline_s)
-        data = fastjson.dumps(body)
+        if data is None:
+            data = fastjson.dumps(body)
         connection = self._connection()
 
         def cut_off() -> None:
@@ -162,7 +178,14 @@ class DryRunSink:
     def __init__(self, settings: Settings) -> None:
         self._endpoint = Endpoint.of(settings)
 
-    def send(self, path: str, body: dict[str, Any], deadline_s: float | None = None) -> Reply:
+    def send(
+        self,
+        path: str,
+        body: dict[str, Any],
+        deadline_s: float | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> Reply:
         events = body.get("events")
         logger.info(
             "DRY RUN: would POST %s (%s) %s",

@@ -31,6 +31,7 @@ from telemetry.trace import TraceBuffer, attach_trace, make_record
 from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter, reason_code
 from worker.mapping import Call, Rejection
+from worker.observer import Mapped
 from worker.pushwoosh import Reply
 from worker.wire import Endpoint
 
@@ -141,44 +142,50 @@ class FleetObserver:
         self.accepted = accepted if accepted is not None else AcceptedTimes()
         self._clock = clock
         self._new_request_id = new_request_id
-        self._mapped_line: tuple[Any, str] = (None, "")
-        # Counted once per event: each source's counter, looked up once.
+        # Each source's counter of events read, looked up once.
         self._read: dict[str, Any] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def on_mapped(
-        self, event: dict[str, Any], entry_id: str, src: str, calls: Sequence[Call]
-    ) -> None:
-        read = self._read.get(src)
-        if read is None:
-            read = self._read[src] = self.counts.child("events_read", src or "unknown")
-        read.inc()
-        message_id = event.get("messageId")
-        if not calls:
-            self.counts.inc("events_unmatched")
-        elif message_id is not None:
-            accepted_ms = entry_ms(entry_id)
-            if accepted_ms is not None:
-                self.accepted.note(str(message_id), accepted_ms, len(calls))
-        if self.trace is not None and message_id is not None:
-            # Events read together share their time and usually their mappings: one record
-            # text serves them all (this runs once per event, so it must stay cheap: the
-            # names are formatted only for a new record).
-            # Drain threads share this observer: read the cached pair once, replace it whole.
-            which = (
-                (calls[0].mapping, calls[0].action)
-                if len(calls) == 1
-                else tuple((call.mapping, call.action) for call in calls)
-            )
-            now_ms = self._now_ms()
-            cached_for, line = self._mapped_line
-            if cached_for != (which, now_ms):
-                names = [f"{call.mapping or 'delete'} ({call.action})" for call in calls]
-                line = make_record("mapped", now_ms, mappings=names)
-                self._mapped_line = ((which, now_ms), line)
-            self.trace.add_line(str(message_id), now_ms, line)
+    def on_mapped(self, mapped: Sequence[Mapped]) -> None:
+        # Once per read, for up to a batch of events: each metric, lock and record text is
+        # touched once for them all, not once per event.
+        if not mapped:
+            return
+        now_ms = self._now_ms()
+        reads: dict[str, int] = {}
+        unmatched = 0
+        accepted: list[tuple[str, int, int]] = []
+        traced: list[tuple[str, str]] = []
+        lines: dict[Any, str] = {}  # record texts by the mappings they name
+        for message_id, entry_id, src, calls in mapped:
+            reads[src] = reads.get(src, 0) + 1
+            if message_id is None:
+                unmatched += not calls
+                continue
+            message_id = str(message_id)
+            if not calls:
+                unmatched += 1
+            else:
+                accepted_ms = entry_ms(entry_id)
+                if accepted_ms is not None:
+                    accepted.append((message_id, accepted_ms, len(calls)))
+            if self.trace is not None:
+                traced.append((message_id, _mapped_line(calls, now_ms, lines)))
+        self._count_reads(reads)
+        if unmatched:
+            self.counts.inc("events_unmatched", amount=unmatched)
+        self.accepted.note_many(accepted)
+        if traced and self.trace is not None:
+            self.trace.add_lines(traced, now_ms)
+
+    def _count_reads(self, reads: dict[str, int]) -> None:
+        for src, count in reads.items():
+            read = self._read.get(src)
+            if read is None:
+                read = self._read[src] = self.counts.child("events_read", src or "unknown")
+            read.inc(count)
 
     def on_rejected(self, rejection: Rejection) -> None:
         self.accepted.settle((rejection.message_id,))
@@ -281,6 +288,21 @@ class FleetObserver:
     def flush(self) -> None:
         # Counts are already in the process's metrics; the flusher writes history within a second.
         return
+
+
+def _mapped_line(calls: Sequence[Call], now_ms: int, lines: dict[Any, str]) -> str:
+    """The `mapped` record of an event with these calls; events read together usually share
+    their mappings, so one text (kept in `lines`) serves them all."""
+    which = (
+        (calls[0].mapping, calls[0].action)
+        if len(calls) == 1
+        else tuple((call.mapping, call.action) for call in calls)
+    )
+    line = lines.get(which)
+    if line is None:
+        names = [f"{call.mapping or 'delete'} ({call.action})" for call in calls]
+        line = lines[which] = make_record("mapped", now_ms, mappings=names)
+    return line
 
 
 class _ProcessTelemetry:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.batching import PlannedRequest, plan_requests, split_request
+from config import fastjson
+from worker.batching import PlannedRequest, plan_requests, select_request, split_request
 from worker.mapping import Call
 
 
@@ -184,3 +185,47 @@ def test_planned_request_from_bad_dict() -> None:
         PlannedRequest.from_dict(
             {"path": "x", "body": [], "message_ids": [], "mapping": "", "action": ""}
         )
+
+
+def _sent_bytes_match_the_body(request: PlannedRequest) -> None:
+    assert request.parts is not None
+    assert request.encoded() == fastjson.dumps(request.body)
+
+
+@given(st.integers(min_value=2, max_value=100), st.data())
+def test_a_batch_sends_its_calls_own_encodings_whole_halved_or_in_part(
+    size: int, data: st.DataObject
+) -> None:
+    calls = [
+        Call("a", "trackEvent", "post-events", str(i), {"i": i, "text": "ünï\u2028"}, True)
+        for i in range(size)
+    ]
+    (request,) = plan_requests(calls)
+    # Each element is encoded once, when it is planned; the request joins those bytes.
+    assert request.parts == tuple(call.encoded() for call in calls)
+    assert all(part is call.encoded() for part, call in zip(request.parts, calls, strict=True))
+    _sent_bytes_match_the_body(request)
+    for half in split_request(request):
+        _sent_bytes_match_the_body(half)
+    indexes = sorted(data.draw(st.sets(st.integers(0, size - 1), min_size=1)))
+    _sent_bytes_match_the_body(select_request(request, indexes))
+
+
+@pytest.mark.parametrize("call", [profile("1"), delete("2")])
+def test_a_single_call_sends_its_own_encoding(call: Call) -> None:
+    (request,) = plan_requests([call])
+    assert request.encoded() is call.encoded()
+    assert request.encoded() == fastjson.dumps(call.body)
+
+
+def test_an_unbatched_event_is_a_batch_of_one() -> None:
+    call = track("a", "3", False)
+    (request,) = plan_requests([call])
+    assert request.encoded() == fastjson.dumps({"events": [call.body]})
+
+
+def test_a_request_read_back_from_a_retry_record_is_encoded_when_sent() -> None:
+    (request,) = plan_requests([track("a", "1"), track("a", "2")])
+    again = PlannedRequest.from_dict(json.loads(json.dumps(request.to_dict())))
+    assert again.parts is None
+    assert again.encoded() == request.encoded()

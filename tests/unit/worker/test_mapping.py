@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.directives import DirectiveError
+from config.directives import ABSENT, DirectiveError
+from config.mapping_file import preset_mappings
 from config.mappings import (
+    ACTION_SCHEMAS,
     PROFILE_DEFAULTS,
     PROFILE_FIELDS,
     TRACK_DEFAULTS,
@@ -20,15 +22,19 @@ from config.mappings import (
     Mapping,
 )
 from worker.mapping import (
+    REQUIRED_FIELDS,
     Call,
     MappingRejected,
     Rejection,
     compile_fields,
     map_delete,
     map_event,
+    map_event_in_full,
     normalize_timestamp,
     plan_calls,
+    remove_empty_values,
     resolve_payload,
+    validate_field,
     validate_payload,
 )
 from worker.mapping import build_profile_body as _profile_body
@@ -529,3 +535,133 @@ def test_no_event_makes_planning_raise(
         json.dumps(call.body, allow_nan=False)  # always valid JSON to send
     assert all(rejection.reason for rejection in rejections)
     assert len(calls) + len(rejections) == (1 if event_type is not None else 0)
+
+
+def _validated_field_by_field(payload: dict[str, Any], action: str) -> dict[str, Any]:
+    """Segment's order, written out: removeEmptyValues, then ajv's check of each field, then
+    the required fields (validate_payload does it in one pass, with shortcuts)."""
+    schema = ACTION_SCHEMAS[action]
+    cleaned = remove_empty_values(payload, action)
+    valid = {key: validate_field(key, value, schema[key]) for key, value in cleaned.items()}
+    for key in REQUIRED_FIELDS[action]:
+        if key not in valid:
+            code = "no_user_id" if key == "external_id" else "mapping_rejected"
+            raise MappingRejected(f"missing required field {key}", code)
+    return valid
+
+
+_DATES = st.sampled_from(
+    ["2024-05-01T12:05:00.000Z", "2024-13-01T00:00:00Z", "2024-05-01", "1714565100",
+     "yesterday", "", " ", "2024-02-30T00:00:00+01:00"]
+)  # fmt: skip
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
+    | st.text(max_size=5) | _DATES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data(), st.sampled_from([TRACK_EVENT, UPDATE_USER_PROFILE]))
+def test_validating_in_one_pass_is_segments_field_by_field_order(
+    data: st.DataObject, action: str
+) -> None:
+    keys = list(ACTION_SCHEMAS[action])
+    payload = data.draw(st.dictionaries(st.sampled_from(keys), _VALUES, max_size=len(keys)))
+    try:
+        expected: Any = _validated_field_by_field(payload, action)
+    except MappingRejected as ex:
+        expected = (ex.reason, ex.code)
+    try:
+        got: Any = validate_payload(payload, action)
+    except MappingRejected as ex:
+        got = (ex.reason, ex.code)
+    assert got == expected
+
+
+def _outcome(make: Any) -> Any:
+    try:
+        return make()
+    except MappingRejected as ex:
+        return ("rejected", ex.reason, ex.code)
+    except Exception as ex:  # the guard in plan_calls turns these into mapping errors
+        return ("error", type(ex).__name__, str(ex))
+
+
+_PLAIN_OR_NOT = st.one_of(
+    st.sampled_from(["u-1", "Order Completed", "", " ", "2024-05-01T12:05:00.000Z"]),
+    _VALUES,
+)
+_DEVICES = st.one_of(
+    st.fixed_dictionaries({}, optional={"id": _PLAIN_OR_NOT, "type": _PLAIN_OR_NOT}), _VALUES
+)
+_EVENTS = st.fixed_dictionaries(
+    {"type": st.just("track")},
+    optional={
+        "messageId": st.sampled_from(["m-1", 7, None]),
+        "userId": _PLAIN_OR_NOT,
+        "event": _PLAIN_OR_NOT,
+        "name": _PLAIN_OR_NOT,
+        "timestamp": st.one_of(_DATES, _VALUES, st.just("0001-01-01T00:00:00.000Z")),
+        "context": st.one_of(
+            st.fixed_dictionaries({}, optional={"device": _DEVICES, "locale": _VALUES}), _VALUES
+        ),
+        "properties": st.one_of(st.dictionaries(st.text(max_size=3), _VALUES, max_size=3),
+                                _VALUES),
+    },
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("batching", [True, False])
+@settings(max_examples=400, deadline=None)
+@given(event=_EVENTS)
+def test_the_preset_track_mapping_maps_a_plain_event_as_the_general_path_does(
+    batching: bool, event: dict[str, Any]
+) -> None:
+    (mapping,) = [m for m in preset_mappings(batching) if m.action == TRACK_EVENT]
+    fast = _outcome(lambda: map_event(event, mapping, APP_CODE))
+    full = _outcome(lambda: map_event_in_full(event, mapping, APP_CODE))
+    assert fast == full
+
+
+def test_a_mapping_that_changes_a_preset_track_field_takes_the_general_path() -> None:
+    (preset,) = [m for m in preset_mappings(True) if m.action == TRACK_EVENT]
+    mapping = track_mapping(fields={"name": {"@path": "$.properties.title"}})
+    event = {"type": "track", "userId": "u", "event": "E", "timestamp": "2024-05-01T12:05:00Z",
+             "properties": {"title": "T"}}  # fmt: skip
+    assert map_event(event, preset, APP_CODE).body["name"] == "E"
+    assert map_event(event, mapping, APP_CODE).body["name"] == "T"
+
+
+_PLAIN_EVENT: dict[str, Any] = {
+    "type": "track", "messageId": "m-1", "userId": "u-1", "event": "Order Completed",
+    "timestamp": "2024-05-01T12:05:00.000Z", "properties": {"a": [1, {"b": None}]},
+    "context": {"device": {"id": "d-1", "type": "ios"}, "locale": "de-DE"},
+}  # fmt: skip
+_PLACES = [
+    ("userId",), ("event",), ("name",), ("timestamp",), ("properties",), ("context",),
+    ("context", "device"), ("context", "device", "id"), ("context", "device", "type"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("batching", [True, False])
+@settings(max_examples=400, deadline=None)
+@given(place=st.sampled_from(_PLACES), value=st.one_of(st.just(ABSENT), _PLAIN_OR_NOT, _DATES))
+def test_a_plain_event_with_one_value_changed_maps_as_the_general_path_does(
+    batching: bool, place: tuple[str, ...], value: Any
+) -> None:
+    event = json.loads(json.dumps(_PLAIN_EVENT))
+    *parents, key = place
+    holder = event
+    for parent in parents:
+        holder = holder[parent]
+    if value is ABSENT:
+        holder.pop(key, None)
+    else:
+        holder[key] = value
+    (mapping,) = [m for m in preset_mappings(batching) if m.action == TRACK_EVENT]
+    assert _outcome(lambda: map_event(event, mapping, APP_CODE)) == _outcome(
+        lambda: map_event_in_full(event, mapping, APP_CODE)
+    )

@@ -3,10 +3,15 @@ moment Redis stored it (its stream entry id) to the delivery of each call made f
 
 from __future__ import annotations
 
+import fakeredis
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from config.settings import load_settings
 from telemetry.lag import AcceptedTimes
 from telemetry.metrics import Counts, FleetMetrics
+from telemetry.trace import TraceBuffer, make_record
 from tests.support.prometheus import value
 from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter
@@ -35,10 +40,12 @@ def test_the_lag_runs_from_storage_to_delivery_for_each_call() -> None:
     # Given two events stored 2 s and 0.5 s before they are delivered, one with two calls
     now = [STORED_MS / 1000 + 2.0]
     watch, registry = observer(now)
-    watch.on_mapped({"messageId": "a"}, f"{STORED_MS}-0", "v1/batch",
-                    [call("a"), call("a", "updateUserProfile")])  # fmt: skip
-    watch.on_mapped({"messageId": "b"}, f"{STORED_MS + 1500}-0", "v1/batch", [call("b")])
-    watch.on_mapped({"messageId": "c"}, f"{STORED_MS}-1", "webhook", [])
+    watch.on_mapped([
+        ("a", f"{STORED_MS}-0", "v1/batch",
+         [call("a"), call("a", "updateUserProfile")]),
+        ("b", f"{STORED_MS + 1500}-0", "v1/batch", [call("b")]),
+        ("c", f"{STORED_MS}-1", "webhook", []),
+    ])  # fmt: skip
     # When both track calls are delivered, then a's profile call a second later
     watch.on_attempt(request("a", "b"), Reply(200, elapsed_s=0.01), "delivered", 1)
     now[0] += 1
@@ -57,7 +64,7 @@ def test_the_lag_runs_from_storage_to_delivery_for_each_call() -> None:
 def test_a_dead_lettered_call_is_forgotten_without_a_lag() -> None:
     now = [STORED_MS / 1000 + 1.0]
     watch, registry = observer(now)
-    watch.on_mapped({"messageId": "d"}, f"{STORED_MS}-0", "v1/track", [call("d")])
+    watch.on_mapped([("d", f"{STORED_MS}-0", "v1/track", [call("d")])])
     watch.on_attempt(request("d"), Reply(400, body="bad"), "dead_letter", 1)
     watch.on_dead_lettered(
         DeadLetter(kind="failed", mapping="M", action="trackEvent", path="post-events",
@@ -75,3 +82,48 @@ def test_remembered_events_are_bounded() -> None:
         times.note(f"m{i}", i, 1)
     assert len(times) == 3
     assert times.settle(["m0", "m1", "m2", "m3", "m4"]) == [2, 3, 4]
+
+
+def test_events_read_together_are_counted_and_traced_as_one_at_a_time_would_be() -> None:
+    # Given a read of five events: two with the same call, one with two calls, one that
+    # matched nothing and one without a messageId
+    registry = CollectorRegistry()
+    trace = TraceBuffer(fakeredis.FakeRedis(), load_settings({}))
+    watch = FleetObserver(Counts(FleetMetrics(registry), "default"), trace,
+                          clock=lambda: STORED_MS / 1000 + 1)  # fmt: skip
+    watch.on_mapped([
+        ("a", f"{STORED_MS}-0", "v1/batch", [call("a")]),
+        ("b", f"{STORED_MS}-1", "v1/batch", [call("b")]),
+        (7, f"{STORED_MS}-2", "webhook",
+         [call("7"), call("7", "updateUserProfile")]),
+        ("c", f"{STORED_MS}-3", "v1/batch", []),
+        (None, f"{STORED_MS}-4", "", []),
+    ])  # fmt: skip
+    # Then each event with a messageId has its own "mapped" record, in the order read
+    now_ms = STORED_MS + 1000
+    one = make_record("mapped", now_ms, mappings=["M (trackEvent)"])
+    two = make_record("mapped", now_ms, mappings=["M (trackEvent)", "M (updateUserProfile)"])
+    none = make_record("mapped", now_ms, mappings=[])
+    assert trace.take() == [("a", now_ms, one), ("b", now_ms, one), ("7", now_ms, two),
+                            ("c", now_ms, none)]  # fmt: skip
+    # And the reads, the unmatched events and the calls waiting to be delivered are counted
+    text = generate_latest(registry).decode()
+    assert value(text, "pushwoosh_fleet_events_read_total", src="v1/batch") == 3
+    assert value(text, "pushwoosh_fleet_events_read_total", src="webhook") == 1
+    assert value(text, "pushwoosh_fleet_events_read_total", src="unknown") == 1
+    assert value(text, "pushwoosh_fleet_events_unmatched_total") == 2
+    assert watch.accepted.settle(["a", "b", "7", "7", "c"]) == [STORED_MS] * 4
+    assert len(watch.accepted) == 0
+
+
+@given(st.lists(st.tuples(st.sampled_from(["m0", "m1", "m2", "m3"]), st.integers(0, 9),
+                         st.integers(0, 2)), max_size=12))  # fmt: skip
+def test_remembered_events_noted_together_are_bounded_as_one_at_a_time(
+    events: list[tuple[str, int, int]],
+) -> None:
+    together, alone = AcceptedTimes(max_events=3), AcceptedTimes(max_events=3)
+    together.note_many(events)
+    for event in events:
+        alone.note(*event)
+    ids = [f"m{i}" for i in range(4)]
+    assert together.settle(ids) == alone.settle(ids) and len(together) == len(alone)
