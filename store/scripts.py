@@ -152,9 +152,35 @@ def _system_poll() -> Any:
 
 
 def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-    conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+    _send(conn, ("EVALSHA", sha, len(keys), *keys, *args))
     try:
         return conn.read_response()
     except NoScriptError:
-        conn.send_command("EVAL", text, len(keys), *keys, *args)
+        _send(conn, ("EVAL", text, len(keys), *keys, *args))
         return conn.read_response()
+
+
+def _hiredis_packing() -> tuple[Any, Any]:
+    """hiredis' packer and redis-py's serializer that uses it; (None, None) without hiredis."""
+    try:
+        import hiredis
+        from redis.connection import HiredisRespSerializer
+    except ImportError:  # redis-py then packs in Python: the lane lets it
+        return None, None
+    return hiredis.pack_command, HiredisRespSerializer
+
+
+_hiredis_pack, _HIREDIS = _hiredis_packing()
+
+
+def _send(conn: Any, command: tuple[Any, ...]) -> None:
+    """`conn.send_command(*command)`, packed by hiredis directly where redis-py would use it.
+
+    redis-py's hiredis packer hands the arguments to `hiredis.pack_command` after copying them
+    through a generator (for the bytearrays and memoryviews the lane never sends): about 5 of its
+    8 µs for the publish script's arguments. The bytes sent are the same.
+    """
+    if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
+        conn.send_packed_command([_hiredis_pack(command)])
+    else:
+        conn.send_command(*command)

@@ -119,3 +119,25 @@ def test_direct_is_only_for_a_plain_client_without_a_pipeline(
         direct(keys=[stream, sizes], args=args, client=pipe)
         assert pipe.execute() == [[1, 0]]
     assert client.xlen(stream) == 2
+
+
+def test_the_lane_sends_the_bytes_redis_py_would(
+    client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha, text = echo_script()
+    lane = Lane(client.connection_pool)
+    counter = f"{key_prefix}:n"
+    lane.evalsha(sha, text, [counter], ["warm"])
+    [conn] = lane._idle
+    sent: list[Any] = []
+    send = conn.send_packed_command
+
+    def recording(command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        send(command, check_health)
+
+    monkeypatch.setattr(conn, "send_packed_command", recording)
+    args = ["é", b"\x00\xff", 7, -(2**63)]
+    lane.evalsha(sha, text, [counter], args)
+    expected = conn.pack_command("EVALSHA", sha, 1, counter, *args)
+    assert [b"".join(command) for command in sent] == [b"".join(expected)]
