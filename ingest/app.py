@@ -361,12 +361,24 @@ def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
 
 
 def _read_chunks(req: falcon.Request, max_bytes: int) -> Iterator[bytes]:
-    stream: Any = req.bounded_stream
-    chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
-    if req.content_length is None and chunked:
-        # bounded_stream reads nothing without a Content-Length; the server's input stream
-        # decodes the chunked framing and ends where the body ends.
-        stream = req.stream
+    # The server's input stream itself (falcon's bounded wrapper adds nothing here): with a
+    # Content-Length, exactly that many bytes are asked for, so nothing past the body is read
+    # whatever the server, and no read follows the last byte (each read of the body starts a
+    # deadline timer, ingest/gunicorn_conf.py). A single event is one read.
+    stream: Any = req.stream
+    length = req.content_length
+    if length is not None:  # at most max_bytes: checked before
+        remaining = length
+        while remaining > 0:
+            chunk = stream.read(min(_CHUNK_BYTES, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+        return
+    if "chunked" not in (req.get_header("Transfer-Encoding") or "").lower():
+        return  # no body
+    # The server's input stream decodes the chunked framing and ends where the body ends.
     total = 0
     while True:
         chunk = stream.read(min(_CHUNK_BYTES, max_bytes + 1 - total))

@@ -48,7 +48,9 @@ bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
 # gevent: each connection is a greenlet, and Redis calls yield too (gevent patches sockets in
 # each worker before the app is loaded). Up to worker_connections at once per process.
-worker_class = "gevent"
+# gunicorn's gevent worker, but each answer's head and body leave in one write
+# (ingest/gunicorn_worker.py).
+worker_class = "ingest.gunicorn_worker.IngestWorker"
 worker_connections = _settings.gunicorn_worker_connections
 # The worker's heartbeat: a worker silent this long is replaced.
 timeout = 30

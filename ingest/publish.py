@@ -62,7 +62,7 @@ class Publisher:
         self._generation_s = generation_s(settings.dedupe_window_s)
         self._memory = MemoryGuard(MemoryReader(client), settings.redis_memory_headroom)
         self._per_shard = is_cluster(client)
-        self._script = scripts.script(client, "publish")
+        self._script = scripts.script(client, "publish", direct=True)
         self._streams_ready = False
 
     def ensure_streams(self) -> None:

@@ -5,16 +5,25 @@ returns. `script(client, name)` registers the file's text with a client; redis-p
 with EVALSHA and falls back to EVAL after a Redis restart emptied the script cache. In a Redis
 Cluster pipeline, where redis-py refuses EVALSHA, it is queued as EVAL with its text (the node
 caches it by the same digest).
+
+`script(client, name, direct=True)` runs the script, when called without a pipeline on a plain
+(or Sentinel) client, through a `Lane` instead of redis-py's command layers: for the one script
+on every ingest request's path.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import select
+import sys
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final
 
+import redis
 from redis.cluster import ClusterPipeline
+from redis.exceptions import NoScriptError
 
 NAMES: Final = (
     "dlq_replay",
@@ -39,19 +48,139 @@ def source(name: str) -> str:
 class Script:
     """A registered script, called as redis-py's are: `script(keys=..., args=..., client=pipe)`."""
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, *, direct: bool = False) -> None:
         self.name = name
         self._text = source(name)
         self._registered = client.register_script(self._text)
+        # A plain client's pool (a cluster client has none: it routes each command itself).
+        pool = getattr(client, "connection_pool", None)
+        self._lane = Lane(pool) if direct and isinstance(client, redis.Redis) and pool else None
 
     def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
     ) -> Any:
         if isinstance(client, ClusterPipeline):
             return client.execute_command("EVAL", self._text, len(keys), *keys, *args)
+        if client is None and self._lane is not None:
+            return self._lane.evalsha(self._registered.sha, self._text, keys, args)
         return self._registered(keys=keys, args=args, client=client)
 
 
-def script(client: Any, name: str) -> Script:
-    """The script registered with `client` (a redis.Redis or cluster client)."""
-    return Script(client, name)
+def script(client: Any, name: str, *, direct: bool = False) -> Script:
+    """The script registered with `client` (a redis.Redis or cluster client).
+
+    `direct`: run it through a `Lane` when called without a pipeline (see there).
+    """
+    return Script(client, name, direct=direct)
+
+
+class Lane:
+    """Connections made by a client's pool, each used by one caller at a time, for EVALSHA.
+
+    What redis-py does around every command cost more CPU than the command itself on ingest's
+    request path: handing out a pooled connection, it polls the socket for unread data or a
+    close by the server (under gevent an emulated poll that creates, starts and stops an
+    event-loop watcher), takes the pool's lock and records observability counters; then come
+    the command's wrapper layers. Measured in a gevent-patched process against a local Redis:
+    about 105 µs of client CPU per EVALSHA of the publish script, 31 µs through a lane.
+
+    A lane makes the same check with the operating system's own poll, which never blocks with
+    a timeout of 0 (so it needs no event loop); a connection that is readable before a command
+    (the server closed it, or it holds bytes nobody asked for) is reconnected, as the pool does.
+    Commands go through each connection's own methods, so its health check (a PING after
+    health_check_interval idle), timeouts, Sentinel's choice of the primary and the client's
+    retry policy apply as before. Any error but an error reply disconnects the connection (it
+    may hold an unread reply), so the next command never reads another's reply.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+        self._poll = _system_poll()
+
+    def evalsha(self, sha: str, text: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """EVALSHA, or EVAL with the text after a Redis restart emptied the script cache."""
+        conn = self._take()
+        try:
+            reply = conn.retry.call_with_retry(
+                lambda: _evalsha(conn, sha, text, keys, args), lambda _error: conn.disconnect()
+            )
+        except redis.ResponseError:
+            self._give_back(conn)  # the error was the reply: nothing is left unread
+            raise
+        except BaseException:
+            conn.disconnect()
+            self._give_back(conn)  # reconnects on its next command
+            raise
+        self._give_back(conn)
+        return reply
+
+    def _take(self) -> Any:
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+            self._idle, self._pid = [], os.getpid()
+        try:
+            conn = self._idle.pop()  # the most recently used: its socket is the warmest
+        except IndexError:
+            return self._pool.make_connection()
+        if self._readable(conn):
+            conn.disconnect()  # the next command connects afresh
+        return conn
+
+    def _readable(self, conn: Any) -> bool:
+        """True when an idle connection has something to read: data, or the server's close."""
+        sock = getattr(conn, "_sock", None)
+        if sock is None:
+            return False  # not connected: sending connects it
+        if hasattr(sock, "pending") and sock.pending():  # TLS: decrypted bytes buffered
+            return True
+        poller = self._poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def _give_back(self, conn: Any) -> None:
+        self._idle.append(conn)
+
+
+def _system_poll() -> Any:
+    """The operating system's poll, also in a process gevent patched (where select.poll waits
+    through the event loop)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None:
+        return monkey.get_original("select", "poll")
+    return select.poll
+
+
+def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    _send(conn, ("EVALSHA", sha, len(keys), *keys, *args))
+    try:
+        return conn.read_response()
+    except NoScriptError:
+        _send(conn, ("EVAL", text, len(keys), *keys, *args))
+        return conn.read_response()
+
+
+def _hiredis_packing() -> tuple[Any, Any]:
+    """hiredis' packer and redis-py's serializer that uses it; (None, None) without hiredis."""
+    try:
+        import hiredis
+        from redis.connection import HiredisRespSerializer
+    except ImportError:  # redis-py then packs in Python: the lane lets it
+        return None, None
+    return hiredis.pack_command, HiredisRespSerializer
+
+
+_hiredis_pack, _HIREDIS = _hiredis_packing()
+
+
+def _send(conn: Any, command: tuple[Any, ...]) -> None:
+    """`conn.send_command(*command)`, packed by hiredis directly where redis-py would use it.
+
+    redis-py's hiredis packer hands the arguments to `hiredis.pack_command` after copying them
+    through a generator (for the bytearrays and memoryviews the lane never sends): about 5 of its
+    8 µs for the publish script's arguments. The bytes sent are the same.
+    """
+    if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
+        conn.send_packed_command([_hiredis_pack(command)])
+    else:
+        conn.send_command(*command)
