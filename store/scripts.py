@@ -25,6 +25,18 @@ import redis
 from redis.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
+# hiredis' packer and redis-py's serializer that uses it (None without hiredis: redis-py then
+# packs in Python, and the lane lets it).
+try:
+    import hiredis
+    from redis.connection import HiredisRespSerializer
+except ImportError:
+    _hiredis_pack: Any = None
+    _HIREDIS: Any = None
+else:
+    _hiredis_pack = hiredis.pack_command
+    _HIREDIS = HiredisRespSerializer
+
 NAMES: Final = (
     "dlq_replay",
     "error_groups",
@@ -158,19 +170,6 @@ def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence
     except NoScriptError:
         _send(conn, ("EVAL", text, len(keys), *keys, *args))
         return conn.read_response()
-
-
-def _hiredis_packing() -> tuple[Any, Any]:
-    """hiredis' packer and redis-py's serializer that uses it; (None, None) without hiredis."""
-    try:
-        import hiredis
-        from redis.connection import HiredisRespSerializer
-    except ImportError:  # redis-py then packs in Python: the lane lets it
-        return None, None
-    return hiredis.pack_command, HiredisRespSerializer
-
-
-_hiredis_pack, _HIREDIS = _hiredis_packing()
 
 
 def _send(conn: Any, command: tuple[Any, ...]) -> None:
