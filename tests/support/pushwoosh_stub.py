@@ -74,6 +74,7 @@ def _trickle(handler: BaseHTTPRequestHandler, status: int, payload: bytes, every
 class PushwooshStub:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.abandoned = 0  # requests whose client left before sending the whole body
         self._lock = threading.Lock()
         self._queued: deque[Reply] = deque()
         self._default = Reply()
@@ -146,6 +147,13 @@ class PushwooshStub:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client left mid-request (a worker killed while sending): like any
+                    # HTTP server, nothing is processed, so nothing is recorded as received.
+                    with stub._lock:
+                        stub.abandoned += 1
+                    self.close_connection = True
+                    return
                 recorded = RecordedRequest(
                     method=self.command,
                     path=self.path,
