@@ -615,7 +615,7 @@ _EVENTS = st.fixed_dictionaries(
 
 
 @pytest.mark.parametrize("batching", [True, False])
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(event=_EVENTS)
 def test_the_preset_track_mapping_maps_a_plain_event_as_the_general_path_does(
     batching: bool, event: dict[str, Any]
@@ -647,7 +647,7 @@ _PLACES = [
 
 
 @pytest.mark.parametrize("batching", [True, False])
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(place=st.sampled_from(_PLACES), value=st.one_of(st.just(ABSENT), _PLAIN_OR_NOT, _DATES))
 def test_a_plain_event_with_one_value_changed_maps_as_the_general_path_does(
     batching: bool, place: tuple[str, ...], value: Any
