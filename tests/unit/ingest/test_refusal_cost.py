@@ -28,9 +28,11 @@ from ingest.publish import Publisher, PublishResult
 from ingest.routing import Route, Router
 
 WRITE_KEY = "wk-cost"
-# Generous: the refusal also reads, gunzips and authenticates the body and goes through falcon.
-MAX_RATIO = 4.0
-RUNS = 7
+# Generous: the refusal also reads, gunzips and authenticates the body and goes through falcon
+# (0.2 to 3 times the parse, seen on a loaded machine). Validating the events is what the bound
+# must catch: accepting the same 2,500 events costs about 17 times the parse.
+MAX_RATIO = 6.0
+RUNS = 9
 
 
 class _Publisher(Publisher):
@@ -69,12 +71,15 @@ def _batch(count: int, last: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"batch": events}
 
 
-def _least_cpu(call: Callable[[], object]) -> float:
-    least = float("inf")
+def _least_cpu(*calls: Callable[[], object]) -> list[float]:
+    """The least CPU time of each call over RUNS rounds, the calls taking turns within a round,
+    so a busy stretch of the machine weighs on all of them alike."""
+    least = [float("inf")] * len(calls)
     for _ in range(RUNS):
-        started = time.process_time()
-        call()
-        least = min(least, time.process_time() - started)
+        for i, call in enumerate(calls):
+            started = time.process_time()
+            call()
+            least[i] = min(least[i], time.process_time() - started)
     return least
 
 
@@ -119,8 +124,7 @@ def test_a_refusal_costs_about_what_parsing_the_body_costs(
         response = test_client.simulate_post(path, body=compressed, headers=headers)
         assert (response.status_code, response.json["code"]) == (status, code), response.json
 
-    refused = _least_cpu(refuse)
-    parsed = _least_cpu(lambda: orjson.loads(raw))
+    refused, parsed = _least_cpu(refuse, lambda: orjson.loads(raw))
     ratio = refused / parsed
     print(f"{len(raw):,} bytes: refused in {refused * 1e3:.2f} ms CPU, parsed in "
           f"{parsed * 1e3:.2f} ms: ratio {ratio:.2f}")  # fmt: skip
