@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from typing import Any
@@ -30,25 +31,38 @@ def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_timeout=5)
 
 
-def test_a_script_redis_has_not_cached_runs_once_and_is_cached(
-    client: redis.Redis, key_prefix: str
-) -> None:
+@dataclasses.dataclass
+class Echo:
+    """A lane on the test's Redis, and a script it has not run yet that echoes and counts."""
+
+    lane: Lane
+    sha: str
+    text: str
+    counter: str
+
+    def run(self, value: Any) -> Any:
+        return self.lane.evalsha(self.sha, self.text, [self.counter], [value])
+
+
+@pytest.fixture
+def echo(client: redis.Redis, key_prefix: str) -> Echo:
     sha, text = echo_script()
-    lane = Lane(client.connection_pool)
-    counter = f"{key_prefix}:n"
-    assert lane.evalsha(sha, text, [counter], ["a"]) == [b"a", 1]
-    assert client.script_exists(sha) == [True]
-    assert lane.evalsha(sha, text, [counter], ["b"]) == [b"b", 2]
+    return Echo(Lane(client.connection_pool), sha, text, f"{key_prefix}:n")
+
+
+def test_a_script_redis_has_not_cached_runs_once_and_is_cached(
+    client: redis.Redis, echo: Echo
+) -> None:
+    assert echo.run("a") == [b"a", 1]
+    assert client.script_exists(echo.sha) == [True]
+    assert echo.run("b") == [b"b", 2]
 
 
 def test_an_interrupted_command_leaves_no_reply_for_the_next(
-    client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    echo: Echo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sha, text = echo_script()
-    lane = Lane(client.connection_pool)
-    counter = f"{key_prefix}:n"
-    lane.evalsha(sha, text, [counter], ["warm"])
-    [conn] = lane._idle
+    echo.run("warm")
+    [conn] = echo.lane._idle
     read = conn.read_response
     calls = {"n": 0}
 
@@ -60,38 +74,32 @@ def test_an_interrupted_command_leaves_no_reply_for_the_next(
 
     monkeypatch.setattr(conn, "read_response", interrupted_once)
     with pytest.raises(Interrupted):
-        lane.evalsha(sha, text, [counter], ["first"])
+        echo.run("first")
     # The next command reads its own reply, not the first one's.
-    assert lane.evalsha(sha, text, [counter], ["second"]) == [b"second", 3]
+    assert echo.run("second") == [b"second", 3]
 
 
 def test_a_connection_the_server_closed_is_replaced_and_the_command_runs_once(
-    client: redis.Redis, key_prefix: str
+    client: redis.Redis, echo: Echo
 ) -> None:
-    sha, text = echo_script()
-    lane = Lane(client.connection_pool)
-    counter = f"{key_prefix}:n"
-    lane.evalsha(sha, text, [counter], ["warm"])
-    [conn] = lane._idle
+    echo.run("warm")
+    [conn] = echo.lane._idle
     conn.send_command("CLIENT", "ID")
     assert client.client_kill_filter(_id=conn.read_response()) == 1
-    assert lane.evalsha(sha, text, [counter], ["again"]) == [b"again", 2]
-    assert int(client.get(counter) or 0) == 2
+    assert echo.run("again") == [b"again", 2]
+    assert int(client.get(echo.counter) or 0) == 2
 
 
 def test_an_error_reply_raises_and_the_connection_stays_usable(
-    client: redis.Redis, key_prefix: str
+    client: redis.Redis, echo: Echo
 ) -> None:
-    sha, text = echo_script()
-    lane = Lane(client.connection_pool)
-    counter = f"{key_prefix}:n"
-    client.set(counter, "not a number")
+    client.set(echo.counter, "not a number")
     with pytest.raises(redis.ResponseError):
-        lane.evalsha(sha, text, [counter], ["x"])
-    [conn] = lane._idle
-    client.delete(counter)
-    assert lane.evalsha(sha, text, [counter], ["y"]) == [b"y", 1]
-    assert lane._idle == [conn]
+        echo.run("x")
+    [conn] = echo.lane._idle
+    client.delete(echo.counter)
+    assert echo.run("y") == [b"y", 1]
+    assert echo.lane._idle == [conn]
 
 
 def test_concurrent_callers_each_get_a_connection_of_their_own(
@@ -122,13 +130,10 @@ def test_direct_is_only_for_a_plain_client_without_a_pipeline(
 
 
 def test_the_lane_sends_the_bytes_redis_py_would(
-    client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    echo: Echo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sha, text = echo_script()
-    lane = Lane(client.connection_pool)
-    counter = f"{key_prefix}:n"
-    lane.evalsha(sha, text, [counter], ["warm"])
-    [conn] = lane._idle
+    echo.run("warm")
+    [conn] = echo.lane._idle
     sent: list[Any] = []
     send = conn.send_packed_command
 
@@ -138,6 +143,6 @@ def test_the_lane_sends_the_bytes_redis_py_would(
 
     monkeypatch.setattr(conn, "send_packed_command", recording)
     args = ["é", b"\x00\xff", 7, -(2**63)]
-    lane.evalsha(sha, text, [counter], args)
-    expected = conn.pack_command("EVALSHA", sha, 1, counter, *args)
+    echo.lane.evalsha(echo.sha, echo.text, [echo.counter], args)
+    expected = conn.pack_command("EVALSHA", echo.sha, 1, echo.counter, *args)
     assert [b"".join(command) for command in sent] == [b"".join(expected)]
