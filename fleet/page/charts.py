@@ -25,45 +25,29 @@ OUTCOME_LABELS: Final = {
     "skipped": "skipped",
     "dead_lettered": "dead-lettered",
 }
+
+
+def _style(*colors: str) -> Style:
+    """The page's look (its fonts, a white plot on a transparent card) in the given colours."""
+    return Style(
+        background="transparent",
+        plot_background="#ffffff",
+        foreground="#333333",
+        foreground_strong="#111111",
+        foreground_subtle="#dddddd",
+        colors=colors,
+        font_family="system-ui, -apple-system, 'Segoe UI', sans-serif",
+        label_font_size=11,
+        major_label_font_size=11,
+        legend_font_size=12,
+        tooltip_font_size=12,
+    )
+
+
 # Green delivered, amber retried, grey skipped, red dead-lettered; then the latency lines.
-_STYLE: Final = Style(
-    background="transparent",
-    plot_background="#ffffff",
-    foreground="#333333",
-    foreground_strong="#111111",
-    foreground_subtle="#dddddd",
-    colors=("#2e9e5b", "#e0a526", "#9aa0a6", "#d93f3f"),
-    font_family="system-ui, -apple-system, 'Segoe UI', sans-serif",
-    label_font_size=11,
-    major_label_font_size=11,
-    legend_font_size=12,
-    tooltip_font_size=12,
-)
-_PER_REQUEST_STYLE: Final = Style(
-    background="transparent",
-    plot_background="#ffffff",
-    foreground="#333333",
-    foreground_strong="#111111",
-    foreground_subtle="#dddddd",
-    colors=("#2e9e5b",),
-    font_family="system-ui, -apple-system, 'Segoe UI', sans-serif",
-    label_font_size=11,
-    major_label_font_size=11,
-    tooltip_font_size=12,
-)
-_LINE_STYLE: Final = Style(
-    background="transparent",
-    plot_background="#ffffff",
-    foreground="#333333",
-    foreground_strong="#111111",
-    foreground_subtle="#dddddd",
-    colors=("#3b6fd6", "#8a4fd6"),
-    font_family="system-ui, -apple-system, 'Segoe UI', sans-serif",
-    label_font_size=11,
-    major_label_font_size=11,
-    legend_font_size=12,
-    tooltip_font_size=12,
-)
+_STYLE: Final = _style("#2e9e5b", "#e0a526", "#9aa0a6", "#d93f3f")
+_PER_REQUEST_STYLE: Final = _style("#2e9e5b")
+_LINE_STYLE: Final = _style("#3b6fd6", "#8a4fd6")
 
 
 def labels(starts: Sequence[int]) -> list[str]:
