@@ -9,6 +9,7 @@ defaults, and the two presets, are those of Segment's "Pushwoosh (Actions)" dest
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from typing import Any, Final
@@ -73,6 +74,8 @@ TRACK_DEFAULTS: Final[dict[str, Any]] = {
     "enable_batching": False,
 }
 ACTION_DEFAULTS: Final = {UPDATE_USER_PROFILE: PROFILE_DEFAULTS, TRACK_EVENT: TRACK_DEFAULTS}
+# The fields of Segment's "Track Events" preset (enable_batching is not a field getter).
+_PRESET_TRACK_SOURCES: Final = {k: v for k, v in TRACK_DEFAULTS.items() if k != "enable_batching"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,3 +139,14 @@ class Mapping:
     undefined_in_arrays: frozenset[str] = frozenset()
     # The names under which an event's `integrations` object can switch this destination off.
     integration_names: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def is_preset_track(self) -> bool:
+        """Whether this mapping maps Track Events exactly as Segment's preset does (decided once
+        per mapping; the worker then maps a plain event without the getters)."""
+        return (
+            self.action == TRACK_EVENT
+            and not self.undefined_in_arrays
+            and self.fields.keys() == _PRESET_TRACK_SOURCES.keys()
+            and dict(self.field_sources) == _PRESET_TRACK_SOURCES
+        )

@@ -27,7 +27,6 @@ from config.jsvalues import is_number, js_number, js_string, js_to_number, json_
 from config.mappings import (
     ACTION_SCHEMAS,
     PROFILE_FIELDS,
-    TRACK_DEFAULTS,
     TRACK_EVENT,
     UPDATE_USER_PROFILE,
     FieldGetter,
@@ -461,7 +460,7 @@ def _message_id(event: MappingABC[str, Any]) -> str:
 
 def map_event(event: MappingABC[str, Any], mapping: Mapping, app_code: str) -> Call:
     """The call `mapping` makes of `event`; MappingRejected with the reason if it cannot."""
-    if _is_preset_track(mapping) and type(event) is dict:
+    if mapping.is_preset_track and type(event) is dict:
         call = _map_plain_track(event, mapping, app_code)
         if call is not None:
             return call
@@ -487,25 +486,6 @@ def map_event_in_full(event: MappingABC[str, Any], mapping: Mapping, app_code: s
 
 
 # -- the preset track mapping, for plain events -----------------------------------------------
-
-# The fields of Segment's "Track Events" preset (enable_batching is not a field getter).
-_PRESET_TRACK_SOURCES: Final = {k: v for k, v in TRACK_DEFAULTS.items() if k != "enable_batching"}
-_preset_track_seen: dict[int, tuple[Mapping, bool]] = {}
-
-
-def _is_preset_track(mapping: Mapping) -> bool:
-    """Whether a mapping maps its track fields exactly as the preset does (decided once per
-    mapping: mappings are built at start-up and kept)."""
-    seen = _preset_track_seen.get(id(mapping))
-    if seen is None or seen[0] is not mapping:
-        preset = (
-            mapping.action == TRACK_EVENT
-            and not mapping.undefined_in_arrays
-            and mapping.fields.keys() == _PRESET_TRACK_SOURCES.keys()
-            and dict(mapping.field_sources) == _PRESET_TRACK_SOURCES
-        )
-        seen = _preset_track_seen[id(mapping)] = (mapping, preset)
-    return seen[1]
 
 
 def _map_plain_track(event: dict[str, Any], mapping: Mapping, app_code: str) -> Call | None:
