@@ -1,7 +1,8 @@
 """The baseline the fleet is measured against: the obvious design, one Celery task per event.
 
-- ingest: a small falcon app under the same gunicorn settings as the fleet's ingest
-  (`gunicorn -c python:ingest.gunicorn_conf 'bench.baseline:get_app()'`). It checks the write key,
+- ingest: a small falcon WSGI app under the fleet's gunicorn settings, but gunicorn's threads
+  worker (`gunicorn -c python:ingest.gunicorn_conf -k gthread --threads 8
+  'bench.baseline:get_app()'`). It checks the write key,
   decodes the JSON, checks each message is an object with a type, and calls
   `deliver.apply_async(args=[event])` once per event.
 - worker: `celery -A bench.baseline worker --concurrency=2`; `deliver(event)` maps the event with

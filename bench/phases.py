@@ -22,6 +22,9 @@ from config.settings import load_settings
 
 FLEET_INGEST = "ingest.app:get_app()"
 BASELINE_INGEST = "bench.baseline:get_app()"
+# The baseline's app is WSGI, its Celery client blocking: gunicorn's threads worker, as such an
+# app is usually served (ingest's own worker serves ASGI apps only).
+BASELINE_SERVER = ("--worker-class", "gthread", "--threads", "8")
 CONNECTIONS = 8  # as when ingest ran 2 processes x 4 threads, so runs stay comparable
 SETTLE_S = 2.0  # after a saturating run, for the processes' buffered metrics and history
 
@@ -135,7 +138,7 @@ def paced(
 # -- the phases -------------------------------------------------------------------------------
 def baseline(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     progress("baseline: starting its ingest and one-task-per-event worker")
-    port = stack.start_ingest("baseline-ingest", BASELINE_INGEST)
+    port = stack.start_ingest("baseline-ingest", BASELINE_INGEST, *BASELINE_SERVER)
     # Celery's default pool for the obvious design (one message per event costs about the
     # same whatever the pool).
     stack.start_worker("baseline-worker", "bench.baseline", pool="prefork")

@@ -87,10 +87,11 @@ class Stack:
         except requests.RequestException:
             return False
 
-    def start_ingest(self, name: str, app_spec: str) -> int:
+    def start_ingest(self, name: str, app_spec: str, *options: str) -> int:
+        """gunicorn with ingest's settings, serving `app_spec`; `options` override settings."""
         port = free_port()
         env = {**self.env, "PORT": str(port)}
-        args = [str(BIN / "gunicorn"), "-c", "python:ingest.gunicorn_conf", app_spec]
+        args = [str(BIN / "gunicorn"), "-c", "python:ingest.gunicorn_conf", *options, app_spec]
         self.procs.spawn(name, args, env)
         url = f"http://127.0.0.1:{port}/healthz"
 

@@ -427,7 +427,7 @@ class Settings:
     )  # fmt: skip
     gunicorn_worker_connections: int = setting(
         "GUNICORN_WORKER_CONNECTIONS", 1000, fields.Integer(validate=validate.Range(10, 100_000)),
-        "connections one ingest process serves at once (gevent); more wait in the listen backlog",
+        "requests one ingest process serves at once; beyond that it answers 503 (senders retry)",
     )  # fmt: skip
     gunicorn_access_log: str | None = setting(
         "GUNICORN_ACCESS_LOG", None, fields.String(),

@@ -1,4 +1,4 @@
-"""The ingest HTTP edge (falcon, WSGI): read, authenticate, parse, publish, answer.
+"""The ingest HTTP edge (falcon, ASGI): read, authenticate, parse, publish, answer.
 
 `create_app(settings, router)` builds the app from what it is handed (tests pass their own
 clock and ids); `get_app()` reads the environment, for gunicorn:
@@ -11,6 +11,7 @@ gets a 500 with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import http
 import logging
@@ -18,11 +19,12 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import falcon
+import falcon.asgi
 import redis
 
 from config.destinations import Destination, load_destinations
@@ -36,6 +38,7 @@ from ingest.errors import (
     OriginNotAllowed,
     PayloadTooLarge,
     QueueFull,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -46,7 +49,9 @@ from store.client import redis_for, warn_if_evicting
 
 logger = logging.getLogger(__name__)
 
-App = falcon.App[falcon.Request, falcon.Response]
+Request = falcon.asgi.Request
+Response = falcon.asgi.Response
+App = falcon.asgi.App[Request, Response]
 
 _CHUNK_BYTES = 64 * 1024
 # application/json and any +json type; text/plain because browser senders use it
@@ -79,7 +84,7 @@ def create_app(
         each.try_ensure_streams()
     telemetry = telemetry or IngestTelemetry(None, settings, router.destinations)
     ingest = _Ingest(settings, router, clock, new_message_id, telemetry)
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=(_Cors(settings), telemetry))
+    app = falcon.asgi.App(media_type=falcon.MEDIA_JSON, middleware=(_Cors(settings), telemetry))
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/webhook", _Route(ingest, "webhook", None))
     for name, kind in events.V1_ROUTES.items():
@@ -163,10 +168,12 @@ class _Ingest:
                 raise QueueFull("refused unvalidated: the backlog was full a moment ago")
             del self._full_until[destination]
 
-    def handle(self, req: falcon.Request, route: str, kind: str | None) -> int:
+    async def handle(self, req: Request, route: str, kind: str | None) -> int:
         received_at = self.clock()
         _check_content_type(req.content_type)
-        raw = _read_body(req, self.settings.ingest_max_request_bytes)
+        raw = await _read_body(
+            req, self.settings.ingest_max_request_bytes, self.settings.ingest_body_timeout_s
+        )
         body = events.decode_json(raw)
         routed = self.router.route(
             authorization=req.get_header("Authorization"),
@@ -194,7 +201,7 @@ class _Ingest:
             )  # fmt: skip
         req.context.event_count = len(parsed)
         try:
-            result = routed.publisher.publish(parsed, route, routed.credential.sender)
+            result = await routed.publisher.publish_async(parsed, route, routed.credential.sender)
         except QueueFull:
             self._full_until[routed.destination] = time.monotonic() + _FULL_MEMORY_S
             raise
@@ -213,8 +220,8 @@ class _Route:
         self._route = route
         self._kind = kind
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._ingest.handle(req, self._route, self._kind)
+    async def on_post(self, req: Request, resp: Response) -> None:
+        await self._ingest.handle(req, self._route, self._kind)
         # Exactly 200 with this body: Segment's clients treat anything else as a failure.
         resp.status = falcon.HTTP_200
         resp.content_type = falcon.MEDIA_JSON
@@ -235,7 +242,7 @@ class _SdkSettings:
         self._public_url = settings.ingest_public_url
         self._router = router
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, write_key: str) -> None:
+    async def on_get(self, req: Request, resp: Response, write_key: str) -> None:
         if self._public_url is None:
             raise falcon.HTTPNotFound(
                 description="SDK settings are served only when INGEST_PUBLIC_URL is set"
@@ -263,7 +270,7 @@ class _SdkSettings:
 class _Health:
     """Liveness: the process answers HTTP. Says nothing else."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: Request, resp: Response) -> None:
         resp.media = {"status": "ok"}
 
 
@@ -281,9 +288,9 @@ class _Ready:
     def __init__(self, publishers: list[Publisher]) -> None:
         self._publishers = publishers
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: Request, resp: Response) -> None:
         try:
-            self._publishers[0].ping()
+            await asyncio.to_thread(self._publishers[0].ping)
         except redis.RedisError as ex:
             logger.warning("not ready: Redis unavailable: %s", ex)
             _not_ready(resp, "store_unavailable")
@@ -291,7 +298,7 @@ class _Ready:
         resp.media = {"status": "ok"}
 
 
-def _not_ready(resp: falcon.Response, reason: str) -> None:
+def _not_ready(resp: Response, reason: str) -> None:
     resp.status = falcon.HTTP_503
     resp.set_header("Retry-After", str(DEFAULT_RETRY_AFTER_S))
     resp.media = {"status": "unavailable", "reason": reason}
@@ -317,15 +324,15 @@ class _Cors:
             allow_origins=self._only or "*", expose_headers=["Retry-After"]
         )
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: Request, resp: Response) -> None:
         if self._only is None or req.method == "OPTIONS":
             return
         origin = req.get_header("Origin")
         if origin is not None and origin not in self._only:
             raise OriginNotAllowed(f"origin {origin[:100]!r} is not in INGEST_CORS_ORIGINS")
 
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    async def process_response(
+        self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
         self._policy.process_response(req, resp, resource, req_succeeded)
         if self._only is not None:
@@ -343,8 +350,12 @@ def _check_content_type(content_type: str | None) -> None:
     )
 
 
-def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The body, decompressed; refused as soon as it passes max_bytes, before reading it all."""
+async def _read_body(req: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The body, decompressed; refused as soon as it passes max_bytes, before reading it all.
+
+    The whole body must arrive within `timeout_s` of the headers (the app is called when they
+    are in): a client trickling its body gets 408 and its connection is closed.
+    """
     encoding = (req.get_header("Content-Encoding") or "identity").strip().lower()
     if encoding not in ("identity", *_GZIP):
         raise UnsupportedMediaType(
@@ -354,43 +365,28 @@ def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(_too_large(max_bytes))
-    chunks = _read_chunks(req, max_bytes)
+    try:
+        async with asyncio.timeout(timeout_s):
+            chunks = [chunk async for chunk in _read_chunks(req, max_bytes)]
+    except TimeoutError as ex:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from ex
     if encoding in _GZIP:
         return _gunzip(chunks, max_bytes)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _read_chunks(req: falcon.Request, max_bytes: int) -> Iterator[bytes]:
-    # The server's input stream itself (falcon's bounded wrapper adds nothing here): with a
-    # Content-Length, exactly that many bytes are asked for, so nothing past the body is read
-    # whatever the server, and no read follows the last byte (each read of the body starts a
-    # deadline timer, ingest/gunicorn_conf.py). A single event is one read.
-    stream: Any = req.stream
-    length = req.content_length
-    if length is not None:  # at most max_bytes: checked before
-        remaining = length
-        while remaining > 0:
-            chunk = stream.read(min(_CHUNK_BYTES, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
-        return
-    if "chunked" not in (req.get_header("Transfer-Encoding") or "").lower():
-        return  # no body
-    # The server's input stream decodes the chunked framing and ends where the body ends.
+async def _read_chunks(req: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The body as the server hands it over (chunked framing already decoded), refused as soon
+    as it passes max_bytes. A single event is one piece."""
     total = 0
-    while True:
-        chunk = stream.read(min(_CHUNK_BYTES, max_bytes + 1 - total))
-        if not chunk:
-            return
+    async for chunk in req.stream:
         total += len(chunk)
         if total > max_bytes:
             raise PayloadTooLarge(_too_large(max_bytes))
         yield chunk
 
 
-def _gunzip(chunks: Iterator[bytes], max_bytes: int) -> bytes:
+def _gunzip(chunks: list[bytes], max_bytes: int) -> bytes:
     """Inflate incrementally, never holding more than max_bytes + 1: a gzip bomb stops early."""
     inflater = zlib.decompressobj(_GZIP_WBITS)
     out = bytearray()
@@ -423,8 +419,8 @@ def _too_large(max_bytes: int, *, decompressed: bool = False) -> str:
     return f"the {what} is over the limit of {max_bytes} bytes per request"
 
 
-def _on_ingest_error(
-    req: falcon.Request, resp: falcon.Response, ex: IngestError, params: dict[str, Any]
+async def _on_ingest_error(
+    req: Request, resp: Response, ex: IngestError, params: dict[str, Any]
 ) -> None:
     """The one place where ingest errors become HTTP answers."""
     if ex.status >= 500 or ex.status == 429:
@@ -433,12 +429,16 @@ def _on_ingest_error(
         logger.info("%s %s: %s %s: %s", req.method, req.path, ex.status, ex.code, ex.message)
     resp.status = ex.status
     resp.media = {"code": ex.code, "message": ex.message}
+    if isinstance(ex, RequestTimeout | PayloadTooLarge):
+        # The rest of the body may still be on its way: reading it would only feed a client
+        # that is too slow or too big, so the connection closes after this answer.
+        resp.set_header("Connection", "close")
     if ex.retry_after_s is not None:
         resp.set_header("Retry-After", str(ex.retry_after_s))
 
 
-def _on_http_error(
-    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict[str, Any]
+async def _on_http_error(
+    req: Request, resp: Response, ex: falcon.HTTPError, params: dict[str, Any]
 ) -> None:
     """falcon's own errors (404, 405, bad headers) in the same shape as ours."""
     resp.status = ex.status
@@ -454,8 +454,8 @@ def _on_http_error(
     }
 
 
-def _on_unexpected_error(
-    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+async def _on_unexpected_error(
+    req: Request, resp: Response, ex: Exception, params: dict[str, Any]
 ) -> None:
     """Never a 500 with a traceback: log it, answer 503 so the sender retries."""
     stored = bool(getattr(req.context, "stored", False))

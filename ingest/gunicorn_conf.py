@@ -7,12 +7,13 @@ directory.) PORT, WEB_CONCURRENCY, GUNICORN_WORKER_CONNECTIONS, INGEST_BODY_TIME
 GUNICORN_ACCESS_LOG and LOG_LEVEL are settings like any other (config/settings.py); an invalid
 one stops gunicorn here with every problem named.
 
-Serving model: gevent workers, so a connection waiting on a slow client costs a parked greenlet,
-not a thread: 64 connections trickling a byte a second leave /healthz and /v1/batch answering
-in milliseconds (tests/integration/ingest/test_slow_clients.py; with gthread, eight such
+Serving model: each worker process serves on one event loop (uvicorn on uvloop and httptools,
+ingest/server.py), so a connection waiting on a slow client costs a parked coroutine, not a
+thread: 64 connections trickling a byte a second leave /healthz and /v1/batch answering in
+milliseconds (tests/integration/ingest/test_slow_clients.py; with gthread workers, eight such
 connections blocked every thread). Every wait on a client has a deadline: the request line and
-headers within `keepalive` seconds (gunicorn's gevent worker applies it to every request, the
-first included), the body within INGEST_BODY_TIMEOUT_S of the headers (`pre_request` below).
+headers within `keepalive` seconds of the connection or of the previous answer (ingest/server.py),
+the body within INGEST_BODY_TIMEOUT_S of the headers (ingest/app.py).
 
 Metrics: each worker process counts in prometheus-client's multiprocess mode, in a directory the
 master makes fresh at start; the master serves their sum on METRICS_ADDRESS:METRICS_PORT (one
@@ -20,20 +21,14 @@ listener per ingest server, never the public port).
 """
 
 import gc
-import logging
 import os
 import shutil
 import sys
-import time
 from typing import Any
-
-import gevent
-from gunicorn.glogging import Logger
 
 from config.destinations import all_secrets, load_destinations
 from config.errors import ConfigError
 from config.settings import load_settings
-from ingest.errors import RequestTimeout
 from telemetry import exposition
 from telemetry.logs import gunicorn_logconfig
 
@@ -46,11 +41,9 @@ except ConfigError as _problems:
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
-# gevent: each connection is a greenlet, and Redis calls yield too (gevent patches sockets in
-# each worker before the app is loaded). Up to worker_connections at once per process.
-# gunicorn's gevent worker, but each answer's head and body leave in one write
-# (ingest/gunicorn_worker.py).
-worker_class = "ingest.gunicorn_worker.IngestWorker"
+# uvicorn on uvloop and httptools, with deadlines on every request's head (ingest/server.py).
+# Up to worker_connections requests at once per process.
+worker_class = "ingest.server.IngestWorker"
 worker_connections = _settings.gunicorn_worker_connections
 # The worker's heartbeat: a worker silent this long is replaced.
 timeout = 30
@@ -69,24 +62,8 @@ logconfig_dict = gunicorn_logconfig(_settings, _secrets)
 loglevel = _settings.log_level.lower()
 
 
-class AccessWhenWritten(Logger):  # type: ignore[misc]
-    """gunicorn's logger, but an access line is built only when the access logger writes it.
-
-    gunicorn builds every request's access line (a dict of some twenty atoms, the date
-    formatted) whenever a logging config is given, though the config above switches its access
-    logger off unless GUNICORN_ACCESS_LOG is set: about a tenth of the CPU of a single-event
-    request went into lines nobody wrote.
-    """
-
-    @property
-    def access_log_enabled(self) -> bool:
-        return bool(super().access_log_enabled) and self.access_log.isEnabledFor(logging.INFO)
-
-
-logger_class = AccessWhenWritten
-# Request line and headers stay small; the body limit is enforced by the app.
-limit_request_line = 8190
-limit_request_fields = 100
+# The request line and headers are held to 64 KB by the worker (ingest/server.py); the body's
+# limits are the app's.
 
 
 def post_worker_init(worker: object) -> None:
@@ -130,53 +107,3 @@ def on_exit(server: object) -> None:
     if listener is not None:
         listener.stop()
     shutil.rmtree(_metrics["dir"], ignore_errors=True)
-
-
-def pre_request(worker: object, req: Any) -> None:
-    """Give the request's body a deadline, INGEST_BODY_TIMEOUT_S from now (headers are in)."""
-    req.body = _DeadlineBody(req, req.body, _settings.ingest_body_timeout_s)
-
-
-class _DeadlineBody:
-    """gunicorn's request body (`wsgi.input`), whose reads end at a deadline.
-
-    A read still waiting at the deadline is interrupted (gevent.Timeout; the worker is gevent)
-    with RequestTimeout, which the app answers 408; the request is marked to close its
-    connection, so gunicorn neither keeps it alive nor reads the rest of the body.
-    """
-
-    def __init__(self, req: Any, body: Any, seconds: float) -> None:
-        self._req = req
-        self._body = body
-        self._seconds = seconds
-        self._deadline = time.monotonic() + seconds
-
-    def _timed_out(self) -> RequestTimeout:
-        self._req.must_close = True
-        return RequestTimeout(f"the request body did not arrive within {self._seconds:g} s")
-
-    def _call(self, method: Any, size: int | None) -> Any:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._timed_out()
-        with gevent.Timeout(remaining, False):
-            return method(size)
-        raise self._timed_out()
-
-    def read(self, size: int | None = None) -> bytes:
-        return bytes(self._call(self._body.read, size))
-
-    def readline(self, size: int | None = None) -> bytes:
-        return bytes(self._call(self._body.readline, size))
-
-    def readlines(self, size: int | None = None) -> list[bytes]:
-        return list(self._call(self._body.readlines, size))
-
-    def __iter__(self) -> "_DeadlineBody":
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line

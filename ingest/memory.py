@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ingest.errors import StoreUnavailable
@@ -40,23 +40,32 @@ class MemoryGuard:
     def check(self, incoming_bytes: int) -> None:
         """Raise StoreUnavailable when storing `incoming_bytes` would pass the threshold."""
         with self._lock:
-            now = self._clock()
-            near = self._threshold and self._estimate + incoming_bytes > self._threshold
-            if near or now - self._checked_at >= CHECK_INTERVAL_S:
-                self._read(now)
-            if self._threshold and self._estimate + incoming_bytes > self._threshold:
-                logger.warning(
-                    "Redis memory near its maxmemory (%d of %d bytes allowed): refusing new "
-                    "events until delivery frees some",
-                    self._estimate,
-                    self._threshold,
-                )
-                raise StoreUnavailable("the event store is nearly full; retry later")
-            self._estimate += incoming_bytes
+            if self.due(incoming_bytes):
+                self.update(self._client.info("memory"))
+            self.admit(incoming_bytes)
 
-    def _read(self, now: float) -> None:
-        info = self._client.info("memory")
+    # The same in steps, for a caller that reads INFO memory its own way (ingest's event loop):
+    # `due`, then `update` with the reading when due, then `admit`.
+    def due(self, incoming_bytes: int) -> bool:
+        """True when Redis' memory must be read before `incoming_bytes` can be admitted."""
+        near = self._threshold and self._estimate + incoming_bytes > self._threshold
+        return bool(near) or self._clock() - self._checked_at >= CHECK_INTERVAL_S
+
+    def update(self, info: Mapping[str, Any]) -> None:
+        """Take a fresh INFO memory reading."""
         limit = int(info.get("maxmemory") or 0)
         self._threshold = int(limit * (1 - self._headroom)) if limit and self._headroom else 0
         self._estimate = int(info.get("used_memory") or 0)
-        self._checked_at = now
+        self._checked_at = self._clock()
+
+    def admit(self, incoming_bytes: int) -> None:
+        """Count `incoming_bytes` as stored, or raise StoreUnavailable if it would pass."""
+        if self._threshold and self._estimate + incoming_bytes > self._threshold:
+            logger.warning(
+                "Redis memory near its maxmemory (%d of %d bytes allowed): refusing new "
+                "events until delivery frees some",
+                self._estimate,
+                self._threshold,
+            )
+            raise StoreUnavailable("the event store is nearly full; retry later")
+        self._estimate += incoming_bytes

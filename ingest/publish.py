@@ -17,6 +17,7 @@ INGEST_MAX_QUEUED_EVENTS, so the whole backlog stays under the cap.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterable
@@ -31,7 +32,7 @@ from config.settings import Settings
 from ingest.dedupe import bucket_hash, fingerprint, generation_s
 from ingest.errors import QueueFull, StoreUnavailable
 from ingest.memory import MemoryGuard
-from store import scripts
+from store import async_lane, scripts
 from store.client import MemoryReader, is_cluster
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Publisher:
         self._memory = MemoryGuard(MemoryReader(client), settings.redis_memory_headroom)
         self._per_shard = is_cluster(client)
         self._script = scripts.script(client, "publish", direct=True)
+        self._lane = async_lane.for_client(client)
         self._streams_ready = False
 
     def ensure_streams(self) -> None:
@@ -104,11 +106,45 @@ class Publisher:
         `sender` names the credential that sent them: repeats are recognised per sender, so
         one sender's messageIds never suppress another's events.
         """
-        items = [
-            (shard_of(event, len(self._streams)), str(event["messageId"]), fastjson.dumps(event))
+        return self.publish_encoded(self._encode(events), route, sender)
+
+    async def publish_async(
+        self, events: list[dict[str, Any]], route: str, sender: str
+    ) -> PublishResult:
+        """`publish` for an event loop: through the lane on a plain Redis, else in a thread.
+
+        The lane serves the common case (one Redis, no replica acknowledgement asked for).
+        A cluster's per-shard writes and the WAIT for replicas keep redis-py's client, run
+        in a thread so the loop serves other requests meanwhile.
+        """
+        lane = self._lane
+        if lane is None or self._settings.redis_min_replicas_ack or not self._streams_ready:
+            return await asyncio.to_thread(self.publish, events, route, sender)
+        items = self._encode(events)
+        if not items:
+            return PublishResult(0, 0)
+        try:
+            incoming = sum(len(encoded) for _, _, encoded in items)
+            if self._memory.due(incoming):
+                self._memory.update(parse_info(await lane.execute("INFO", "memory")))
+            self._memory.admit(incoming)
+            keys, args = self._single_call(items, route, sender, self._limit(None))
+            written, other = await lane.evalsha(self._script.sha, self._script.text, keys, args)
+        except (redis.ConnectionError, redis.TimeoutError) as ex:
+            raise _unavailable(ex, len(items)) from ex
+        except redis.RedisError as ex:
+            raise _refused(ex, len(items)) from ex
+        return self._result(int(written), int(other), 0, len(items))
+
+    def _encode(self, events: list[dict[str, Any]]) -> list[tuple[int, str, bytes]]:
+        shards = len(self._streams)
+        return [
+            (shard_of(event, shards), str(event["messageId"]), fastjson.dumps(event))
             for event in events
         ]
-        return self.publish_encoded(items, route, sender)
+
+    def _limit(self, max_queued: int | None) -> int:
+        return max_queued or self._settings.ingest_max_queued_events
 
     def publish_encoded(
         self,
@@ -120,43 +156,51 @@ class Publisher:
         """`publish` for events already placed and encoded: (shard, messageId, JSON) each."""
         if not items:
             return PublishResult(0, 0)
-        limit = max_queued or self._settings.ingest_max_queued_events
+        limit = self._limit(max_queued)
         try:
             self._memory.check(sum(len(encoded) for _, _, encoded in items))
             if not self._streams_ready:
                 self.ensure_streams()
             if self._per_shard:
                 return self._publish_per_shard(items, route, sender, limit)
-            keys = [*self._streams, *(shard.seen_sizes for shard in self._shard_keys)]
-            args = self._script_args(range(len(self._streams)), limit, route)
-            for shard, message_id, encoded in items:
-                args += self._event_args(shard + 1, sender, message_id, encoded)
+            keys, args = self._single_call(items, route, sender, limit)
             written, other, acked = self._run(keys, args)
         except (redis.ConnectionError, redis.TimeoutError) as ex:
-            logger.warning("Redis unavailable, %d events not stored: %s", len(items), ex)
-            raise StoreUnavailable("the event store is unavailable; retry later") from ex
+            raise _unavailable(ex, len(items)) from ex
         except (redis.RedisError, RedisClusterException) as ex:
-            # OOM, READONLY replica, LOADING...: nothing was written, and a retry may succeed.
-            logger.error("Redis refused %d events: %s", len(items), ex)
-            raise StoreUnavailable("the event store refused the write; retry later") from ex
-        if int(written) < 0:
+            raise _refused(ex, len(items)) from ex
+        return self._result(written, other, acked, len(items))
+
+    def _single_call(
+        self, items: list[tuple[int, str, bytes]], route: str, sender: str, limit: int
+    ) -> tuple[list[str], list[Arg]]:
+        """The publish script's keys and arguments for the whole request, on one Redis."""
+        keys = [*self._streams, *(shard.seen_sizes for shard in self._shard_keys)]
+        args = self._script_args(range(len(self._streams)), limit, route)
+        for shard, message_id, encoded in items:
+            args += self._event_args(shard + 1, sender, message_id, encoded)
+        return keys, args
+
+    def _result(self, written: int, other: int, acked: int, events: int) -> PublishResult:
+        """What the script's reply means for the request: stored, or why not."""
+        if written < 0:
             logger.warning(
                 "queue full: %d events waiting, limit %d; %d events refused",
-                int(other),
+                other,
                 self._settings.ingest_max_queued_events,
-                len(items),
+                events,
             )
             raise QueueFull(
-                f"the queue holds {int(other)} events, the limit is "
+                f"the queue holds {other} events, the limit is "
                 f"{self._settings.ingest_max_queued_events}; retry later"
             )
         wanted = self._settings.redis_min_replicas_ack
         # Also when every event was a repeat: the first copy may not have reached a replica yet
         # (its request got a 503 for that), and a 200 now would promise what Redis did not.
         if wanted and acked < wanted:
-            logger.warning("%d events not replicated to %d replicas in time", len(items), wanted)
+            logger.warning("%d events not replicated to %d replicas in time", events, wanted)
             raise StoreUnavailable("the event store could not replicate the events; retry later")
-        return PublishResult(int(written), int(other))
+        return PublishResult(written, other)
 
     def _script_args(self, shards: Iterable[int], limit: int, route: str) -> list[Arg]:
         """The script's leading arguments for these shards (0-based), before the events."""
@@ -232,3 +276,24 @@ class Publisher:
         pipe.wait(wanted, REPLICA_ACK_TIMEOUT_MS)
         (written, other), acked = pipe.execute()
         return int(written), int(other), int(acked)
+
+
+def _unavailable(ex: BaseException, events: int) -> StoreUnavailable:
+    logger.warning("Redis unavailable, %d events not stored: %s", events, ex)
+    return StoreUnavailable("the event store is unavailable; retry later")
+
+
+def _refused(ex: BaseException, events: int) -> StoreUnavailable:
+    # OOM, READONLY replica, LOADING...: nothing was written, and a retry may succeed.
+    logger.error("Redis refused %d events: %s", events, ex)
+    return StoreUnavailable("the event store refused the write; retry later")
+
+
+def parse_info(raw: bytes) -> dict[str, str]:
+    """An INFO reply's `field:value` lines (what redis-py's client parses for `info()`)."""
+    fields = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        name, sep, value = line.partition(":")
+        if sep and not name.startswith("#"):
+            fields[name] = value
+    return fields

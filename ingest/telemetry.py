@@ -77,6 +77,15 @@ class IngestTelemetry:
             else:
                 counts.inc("ingest_events_rejected", route, code, amount=events)
 
+    # ASGI: falcon calls these (the methods above serve a WSGI app and the tests).
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        self.process_request(req, resp)
+
+    async def process_response_async(
+        self, req: Any, resp: Any, resource: Any, req_succeeded: bool
+    ) -> None:
+        self.process_response(req, resp, resource, req_succeeded)
+
     # -- what the ingest handler calls ---------------------------------------------------------
     def published(
         self,

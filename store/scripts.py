@@ -68,6 +68,15 @@ class Script:
         pool = getattr(client, "connection_pool", None)
         self._lane = Lane(pool) if direct and isinstance(client, redis.Redis) and pool else None
 
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def sha(self) -> str:
+        """The digest Redis knows the script by (EVALSHA)."""
+        return str(self._registered.sha)
+
     def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
     ) -> Any:

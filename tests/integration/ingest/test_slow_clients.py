@@ -1,12 +1,13 @@
 """Slow and abusive clients cannot take ingest down: the real gunicorn server, real Redis.
 
-Slow connections hold a parked greenlet each (gevent workers), never a thread the next request
-needs; every wait on a client ends at a deadline. The benchmark runs the same slow-client load
-(`bench/slow_clients.py`) for 30 s and reports how long the probes waited.
+Slow connections hold a parked coroutine each (one event loop per process), never a thread the
+next request needs; every wait on a client ends at a deadline. The benchmark runs the same
+slow-client load (`bench/slow_clients.py`) for 30 s and reports how long the probes waited.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -123,3 +124,17 @@ def test_a_body_sent_too_slowly_gets_408_and_the_connection_closes(
     # and nothing of it was stored
     stored = redis.Redis.from_url(redis_url).xlen(RedisKeys(key_prefix, "default").stream(0))
     assert stored == 0
+
+
+def test_headers_over_64_kb_get_431_and_the_connection_closes(ingest: tuple[str, int]) -> None:
+    _, port = ingest
+    head = b"POST /v1/batch HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"x" * 70_000 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with contextlib.suppress(OSError):  # the server may close before reading it all
+            sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["code"] == "headers_too_large"

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from gunicorn.config import Config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.settings import load_settings
 from ingest import events
 from ingest.errors import BadRequest
-from ingest.gunicorn_conf import AccessWhenWritten
-from telemetry.logs import gunicorn_logconfig
 from telemetry.trace import make_record
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -107,35 +101,3 @@ def test_trace_records_are_the_bytes_json_dumps_wrote(
     data = {"t": t_ms, "k": step} | {k: v for k, v in fields.items() if v is not None}
     expected = json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
     assert make_record(step, t_ms, **fields) == expected
-
-
-@pytest.fixture
-def logging_restored() -> Iterator[None]:
-    """gunicorn's logger applies its logging config to this process: undo it afterwards."""
-    names = ("", "gunicorn.error", "gunicorn.access")
-    saved = [
-        (logging.getLogger(n), logging.getLogger(n).handlers[:], logging.getLogger(n).level,
-         logging.getLogger(n).propagate)
-        for n in names
-    ]  # fmt: skip
-    yield
-    for logger, handlers, level, propagate in saved:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
-@pytest.mark.usefixtures("logging_restored")
-@pytest.mark.parametrize(("access_log", "enabled"), [(None, False), ("-", True)])
-def test_access_lines_are_built_only_when_written(access_log: str | None, enabled: bool) -> None:
-    # Given gunicorn's config with the fleet's logging config, access log off or on
-    env = {"INGEST_ALLOW_UNAUTHENTICATED": "true"}
-    if access_log:
-        env["GUNICORN_ACCESS_LOG"] = access_log
-    cfg = Config()
-    cfg.set("logconfig_dict", gunicorn_logconfig(load_settings(env), []))
-    # When the logger is set up as gunicorn sets it up
-    logger = AccessWhenWritten(cfg)
-    # Then it builds access lines exactly when its access logger writes them
-    assert logger.access_log_enabled is enabled
-    assert logging.getLogger("gunicorn.access").isEnabledFor(logging.INFO) is enabled

@@ -1,0 +1,108 @@
+"""The gunicorn worker ingest runs on: uvicorn's, on uvloop and httptools, with deadlines.
+
+gunicorn stays the process manager (worker processes, restarts, the master's metrics
+listener); each worker serves the ASGI app (ingest/app.py) on one event loop. Measured with the
+benchmark's load of single-event requests, CPU of the serving process tree per request, in
+round trips of the benchmark's unit (bench/cost.py): an app that only reads the body and
+answers 200, 56 under gunicorn's gevent worker, 15 under this one.
+
+uvicorn bounds the wait between requests on a keep-alive connection, but not a request's line
+and headers: a client sending a byte every few seconds would hold its connection for ever. This
+worker's protocol gives them a deadline, `keepalive` seconds from the connection or from the
+previous answer, and a size limit; a connection past either is closed. The body has its own
+deadline, INGEST_BODY_TIMEOUT_S from the headers, which the app enforces (ingest/app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn_worker import UvicornWorker
+
+# A request's line and headers together; Segment's senders send well under 2 KB.
+MAX_HEAD_BYTES: Final = 64 * 1024
+_HEAD_TOO_LARGE_BODY: Final = (
+    b'{"code": "headers_too_large", "message": "the request line and headers are over %d bytes"}'
+    % MAX_HEAD_BYTES
+)
+_HEAD_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s"
+    % (len(_HEAD_TOO_LARGE_BODY), _HEAD_TOO_LARGE_BODY)
+)
+
+
+class IngestProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline and a size limit on every request's head."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._head_timer is not None
+        super().data_received(data)
+        if waiting and self._head_timer is not None:  # still in the head after these bytes
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._stop_waiting()
+                if not self.transport.is_closing():
+                    self.transport.write(_HEAD_TOO_LARGE)
+                    self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._stop_waiting()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        # A pipelined request waiting now already has its head in: no deadline for it.
+        next_has_head = bool(self.pipeline)
+        super().on_response_complete()
+        if not next_has_head and not self.transport.is_closing():
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._stop_waiting()
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+
+    def _stop_waiting(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class IngestWorker(UvicornWorker):  # type: ignore[misc]
+    """gunicorn's worker for ingest: `worker_class` in ingest/gunicorn_conf.py."""
+
+    CONFIG_KWARGS: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": IngestProtocol,
+        "lifespan": "off",
+        "server_header": False,
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Up to GUNICORN_WORKER_CONNECTIONS requests at once per process; beyond, uvicorn
+        # answers 503, which every Segment sender retries.
+        self.config.limit_concurrency = self.cfg.worker_connections
+        # An access line per request only when GUNICORN_ACCESS_LOG asks for them: uvicorn
+        # writes one whenever its access logger has a handler.
+        if not (self.cfg.accesslog and self.log.access_log.isEnabledFor(logging.INFO)):
+            logging.getLogger("uvicorn.access").handlers = []
