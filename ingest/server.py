@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
@@ -41,8 +41,11 @@ class IngestProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
 
+    _out: _HeadWithBody
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._out = _HeadWithBody(transport)
+        super().connection_made(cast(asyncio.Transport, self._out))
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
@@ -61,6 +64,7 @@ class IngestProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        self._out.answered()
         # A pipelined request waiting now already has its head in: no deadline for it.
         next_has_head = bool(self.pipeline)
         super().on_response_complete()
@@ -87,6 +91,63 @@ class IngestProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+class _HeadWithBody:
+    """A client's transport on which an answer's head waits for its body, to leave with it.
+
+    uvicorn writes an answer's head when the app starts the answer, and the body when the app
+    sends it: two `send` calls on the socket where ingest's answers are one short piece each.
+    The first write of each answer that is a head (a status line other than 100 Continue,
+    ending with the blank line) is held until the next write, or until the answer is complete
+    or the connection closes, so nothing ever waits longer than the answer it belongs to.
+    """
+
+    __slots__ = ("_expect_head", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held = b""
+        self._expect_head = True
+
+    def write(self, data: bytes) -> None:
+        if self._held:
+            data, self._held = self._held + data, b""
+        elif self._expect_head and _is_head(data):
+            self._expect_head = False
+            self._held = bytes(data)
+            return
+        self._transport.write(data)
+
+    def answered(self) -> None:
+        """The answer is complete: send what is held; the next write may be a head again."""
+        self._send_held()
+        self._expect_head = True
+
+    def close(self) -> None:
+        self._send_held()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = b""
+        self._transport.abort()
+
+    def _send_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, b""
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _is_head(data: bytes) -> bool:
+    return (
+        data.startswith(b"HTTP/1.1 ")
+        and not data.startswith(b"HTTP/1.1 1")
+        and (data.endswith(b"\r\n\r\n"))
+    )
+
+
 class IngestWorker(UvicornWorker):  # type: ignore[misc]
     """gunicorn's worker for ingest: `worker_class` in ingest/gunicorn_conf.py."""
 
@@ -95,6 +156,9 @@ class IngestWorker(UvicornWorker):  # type: ignore[misc]
         "http": IngestProtocol,
         "lifespan": "off",
         "server_header": False,
+        # Ingest never reads the client's address; behind a proxy, the access log shows the
+        # proxy's, as gunicorn's did.
+        "proxy_headers": False,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

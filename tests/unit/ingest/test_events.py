@@ -311,6 +311,14 @@ def test_format_timestamp_is_rfc3339_utc_with_milliseconds() -> None:
     )
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_format_timestamp_writes_what_strftime_writes(moment: datetime) -> None:
+    # The short path (isoformat) against the format it stands for, every year included
+    expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert events.format_timestamp(moment) == expected
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
