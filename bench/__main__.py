@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cost_only:
             stack.start_standin()
             port = stack.start_ingest("ingest", phases.FLEET_INGEST)
-            measured = phases.cost_only(stack, port, phases.COST_SIZES[mode], trips)
+            measured = phases.cost_only(stack, port, mode, trips)
             measured["round_trip_us"] = trips.unit_us
             measured["round_trip_samples_us"] = [round(t, 2) for t in trips.samples]
             failed = False
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         trips.sample()
         port = stack.start_ingest("ingest", phases.FLEET_INGEST)
         results["ingest"] = phases.ingest_alone(stack, port, sizes)
+        results["ingest"]["cpu_us"] = phases.ingest_cpu(stack, port, phases.INGEST_CPU_EVENTS[mode])
         results["slow_clients"] = phases.slow_clients_phase(stack, port, sizes)
         trips.sample()
         results["fleet"] = phases.fleet_delivery(stack, port, sizes, args.profile)

@@ -47,6 +47,8 @@ QUICK = Sizes(600, 1.5, 2.5, 50_000, 1_000, 4, 30_000, 6, 3)
 SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3, 1.5)
 SLOW_CONNECTIONS = 64
 # `--cost-only`: (events in /v1/batch posts, single-event /webhook posts, backlog drained).
+# Ingest's CPU alone, no worker on the cores: (events in /v1/batch posts, single-event posts).
+INGEST_CPU_EVENTS = {"full": (50_000, 20_000), "quick": (20_000, 5_000), "smoke": (2_000, 300)}
 COST_SIZES = {"full": (50_000, 5_000, 50_000), "quick": (20_000, 2_000, 20_000),
               "smoke": (2_000, 200, 2_000)}  # fmt: skip
 
@@ -170,6 +172,34 @@ def ingest_alone(stack: Stack, port: int, sizes: Sizes) -> dict[str, Any]:
         out[route] = {"saturation": sat, "half": measure.latency(load["records"]) | {
             "rate_rps": rate}}  # fmt: skip
     stack.reset_keys()
+    return out
+
+
+def ingest_cpu(stack: Stack, port: int, events: tuple[int, int]) -> dict[str, Any]:
+    """Ingest's CPU per event (per request for single-event posts) with no worker running:
+    closed-loop loads of `events` (batched, single), the events left queued in Redis.
+
+    Measured alone because end to end the worker shares the same cores and a process's CPU
+    per unit of work grows with what it shares them with (caches, the scheduler); both are
+    reported. The window closes SETTLE_S after the last answer, so the history ingest writes
+    after its requests counts too."""
+    trees = {"ingest": stack.main_pid("ingest")}
+    out: dict[str, Any] = {}
+    for route, count in zip(("batch", "webhook"), events, strict=True):
+        per = 1 if route == "webhook" else 100
+        stack.run_load(f"cpu-warm-{route}", closed_spec(port, route, f"cpu-warm-{route}", 200))
+        stack.reset_keys()
+        progress(f"ingest alone: {count} events as {route} posts, for its CPU per event")
+        before = cost.snapshot(trees, stack.redis)
+        load = stack.run_load(
+            f"cpu-{route}", closed_spec(port, route, f"cpu-{route}", count // per)
+        )
+        time.sleep(SETTLE_S)
+        after = cost.snapshot(trees, stack.redis)
+        stored = sum(1 for r in load["records"] if r[measure.STATUS] == 200) * per
+        out[route] = cost.per_event_us(before, after, {"ingest": stored, cost.REDIS: stored})
+        progress(f"ingest alone: {route}: {_cpu_line(out[route])}")
+        stack.reset_keys()
     return out
 
 
@@ -331,17 +361,16 @@ def retention(stack: Stack, out: dict[str, Any]) -> dict[str, Any]:
     return retained
 
 
-def cost_only(
-    stack: Stack, port: int, sizes: tuple[int, int, int], trips: cost.RoundTrips
-) -> dict[str, Any]:
+def cost_only(stack: Stack, port: int, mode: str, trips: cost.RoundTrips) -> dict[str, Any]:
     """Only the CPU per event (`python -m bench --cost-only`): batched and single-event loads
     through ingest and the worker, then a backlog the worker drains alone (filled with ingest's
     publish script while the worker runs, so the worker's start-up is not counted)."""
+    alone = ingest_cpu(stack, port, INGEST_CPU_EVENTS[mode])
+    out: dict[str, Any] = {"batch_alone": alone["batch"], "webhook_alone": alone["webhook"]}
     progress("cost: starting the worker")
     stack.start_worker("worker", "worker")
     warm_up(stack, port, "cw")
-    out: dict[str, Any] = {}
-    batched, single, backlog_events = sizes
+    batched, single, backlog_events = COST_SIZES[mode]
     for route, events in (("batch", batched), ("webhook", single)):
         trips.sample()
         progress(f"cost: {events} events as {route} posts through ingest and the worker")

@@ -26,9 +26,14 @@ TARGETS = {
 }
 # (summary key, label, part of the cost results, process tree, "per" word)
 COST_ROWS = (
-    ("ingest_round_trips_per_event", "ingest, /v1/batch of 100", "batch", "ingest", "event"),
-    ("ingest_round_trips_per_single_event_request", "ingest, single-event /webhook", "webhook",
-     "ingest", "request"),
+    ("ingest_round_trips_per_event", "ingest alone, /v1/batch of 100", "batch_alone", "ingest",
+     "event"),
+    ("ingest_round_trips_per_single_event_request", "ingest alone, single-event /webhook",
+     "webhook_alone", "ingest", "request"),
+    ("ingest_round_trips_per_event_e2e", "ingest, end to end (/v1/batch load)", "batch", "ingest",
+     "event"),
+    ("ingest_round_trips_per_single_event_request_e2e", "ingest, end to end (single-event load)",
+     "webhook", "ingest", "request"),
     ("worker_round_trips_per_event", "worker, end to end (/v1/batch load)", "batch", "worker",
      "event"),
     ("worker_round_trips_per_event_single", "worker, end to end (single-event load)", "webhook",
@@ -62,6 +67,8 @@ def cost_results(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "round_trip_us": results["round_trip_us"],
         "round_trip_samples_us": results.get("round_trip_samples_us"),
+        "batch_alone": results["ingest"]["cpu_us"]["batch"],
+        "webhook_alone": results["ingest"]["cpu_us"]["webhook"],
         "batch": fleet["batch"]["cpu_us"],
         "webhook": fleet["webhook"]["cpu_us"],
         "drain": backlog.get("cpu_us", {}),
@@ -73,7 +80,7 @@ def cost_summary(cost: dict[str, Any]) -> dict[str, float]:
     unit = cost["round_trip_us"]
     out = {"round_trip_us": round(unit, 3)}
     for key, _label, part, tree, _per in COST_ROWS:
-        us = cost[part].get(tree)
+        us = cost.get(part, {}).get(tree)
         if us is not None:
             out[key] = round(us / unit, 1)
     return out
@@ -88,7 +95,7 @@ def cost_rows(cost: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{unit:.2f} µs (fastest of {len(samples)} timings; slowest {max(samples):.2f})", ""),
     ]  # fmt: skip
     for key, label, part, tree, per in COST_ROWS:
-        us = cost[part].get(tree)
+        us = cost.get(part, {}).get(tree)
         if us is None:
             continue
         trips = us / unit

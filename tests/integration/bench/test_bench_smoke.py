@@ -24,6 +24,8 @@ SUMMARY_KEYS = {
     "round_trip_us",
     "ingest_round_trips_per_event",
     "ingest_round_trips_per_single_event_request",
+    "ingest_round_trips_per_event_e2e",
+    "ingest_round_trips_per_single_event_request_e2e",
     "worker_round_trips_per_event",
     "worker_round_trips_per_event_single",
     "worker_round_trips_per_event_drain",
