@@ -4,9 +4,10 @@ Ingest serves on an event loop (ingest/server.py). redis-py's asyncio client cos
 of CPU per command there (measured: a trivial ASGI app answering one XADD per request, 47
 round trips of the benchmark's unit per request against 15 without it), more than the HTTP
 server and the app together. A lane is what that path needs and no more: one connection per
-process, commands packed by hiredis, written together once per turn of the loop (requests
-that publish in the same turn share one system call), replies parsed by hiredis' reader and
-handed back in order, since Redis answers a connection's commands in the order sent.
+process, commands packed by hiredis and written in batches, one batch in flight at a time
+(requests that publish while Redis answers the previous batch share one system call), replies
+parsed by hiredis' reader and handed back in order, since Redis answers a connection's
+commands in the order sent.
 
 Failures, each failing only the commands in flight:
 - the connection breaks or Redis closes it: every pending command fails with
@@ -153,7 +154,13 @@ def _hello_commands(db: int, username: str | None, password: str | None) -> list
 
 
 class _Protocol(asyncio.Protocol):
-    """The connection: writes gathered per turn of the loop, replies matched in order."""
+    """The connection: one batch of commands in flight at a time, replies matched in order.
+
+    Commands issued while a batch waits for its replies go out together, in one write, as soon
+    as those replies are in: under load a request's command shares its system calls (and
+    Redis' read of it) with the others issued meanwhile, and with nothing in flight a command
+    leaves at the end of the current turn of the loop, so alone it waits for nothing.
+    """
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
@@ -163,6 +170,7 @@ class _Protocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._outgoing: list[bytes] = []
+        self._in_flight = 0  # commands written whose replies have not all arrived
         self._watchdog: asyncio.TimerHandle | None = None
         self.closed = False
         self.loop = asyncio.get_running_loop()  # its transport serves this loop only
@@ -176,7 +184,7 @@ class _Protocol(asyncio.Protocol):
         if self.closed:
             future.set_exception(redis.ConnectionError("the connection to Redis is closed"))
             return future
-        if not self._outgoing:
+        if not self._outgoing and not self._in_flight:
             self.loop.call_soon(self._flush)
         self._outgoing.append(packed)
         self._pending.append((future, time.monotonic()))
@@ -186,8 +194,9 @@ class _Protocol(asyncio.Protocol):
         outgoing, self._outgoing = self._outgoing, []
         if not outgoing or self._transport is None or self.closed:
             return
+        self._in_flight += len(outgoing)
         try:
-            self._transport.write(b"".join(outgoing))
+            self._transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
         except (OSError, RuntimeError) as ex:  # RuntimeError: uvloop's closed transport
             self.fail(redis.ConnectionError(f"cannot write to Redis: {ex}"))
 
@@ -196,6 +205,7 @@ class _Protocol(asyncio.Protocol):
         try:
             while (reply := self._reader.gets()) is not False:
                 future, _ = self._pending.popleft()
+                self._in_flight -= 1
                 if future.done():
                     continue  # its caller was cancelled; the reply is dropped in order
                 if isinstance(reply, redis.ResponseError):
@@ -205,6 +215,9 @@ class _Protocol(asyncio.Protocol):
         except (redis.InvalidResponse, IndexError) as ex:
             # A reply nobody asked for, or bytes that are not RESP: the stream is lost.
             self.fail(redis.ConnectionError(f"unexpected data from Redis: {ex!r}"))
+            return
+        if not self._in_flight and self._outgoing:
+            self._flush()  # the batch that waited for these replies
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(redis.ConnectionError(f"connection to Redis lost: {exc or 'closed by server'}"))
