@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -54,5 +55,11 @@ def test_smoke_run_ends_with_the_summary_line() -> None:
     summary = json.loads(last_line)
     assert set(summary) == SUMMARY_KEYS
     for key, value in summary.items():
-        assert isinstance(value, int | float) and value > 0, (key, value)
+        assert isinstance(value, int | float) and math.isfinite(value), (key, value)
+        if key != "retained_bytes_per_delivered_event":
+            assert value > 0, (key, value)
+    # What Redis keeps per delivered event is a difference of two used-memory readings, over
+    # the smoke run's 5,000 events: Redis' own bookkeeping moving by a few hundred KB between
+    # them (its tables shrinking after the previous phase's keys went) can outweigh it.
+    assert abs(summary["retained_bytes_per_delivered_event"]) < 1_000
     assert "every event delivered once" in done.stdout
