@@ -178,7 +178,13 @@ def _send(conn: Any, command: tuple[Any, ...]) -> None:
     redis-py's hiredis packer hands the arguments to `hiredis.pack_command` after copying them
     through a generator (for the bytearrays and memoryviews the lane never sends): about 5 of its
     8 µs for the publish script's arguments. The bytes sent are the same.
+
+    An unconnected connection is first connected by its own `connect`, as the pool does when
+    it hands one out: Sentinel's asks the sentinels for the primary there, where sending alone
+    would connect to the connection's default address (localhost:6379).
     """
+    if getattr(conn, "_sock", None) is None:
+        conn.connect()
     if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
         conn.send_packed_command([_hiredis_pack(command)])
     else:
