@@ -7,8 +7,10 @@ Cluster pipeline, where redis-py refuses EVALSHA, it is queued as EVAL with its 
 caches it by the same digest).
 
 `script(client, name, direct=True)` runs the script, when called without a pipeline on a plain
-(or Sentinel) client, through a `Lane` instead of redis-py's command layers: for the one script
-on every ingest request's path.
+(or Sentinel) client, through a `Lane` instead of redis-py's command layers: for the scripts on
+every ingest request's and every drain step's path. `shared(...)` is the same, one per client
+and name in a process, so every caller reuses the lane's connections. `resend=False`: a lane
+sends the script at most once, for a script whose second run would write twice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import functools
 import os
 import select
 import sys
+import threading
+import weakref
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final
@@ -45,6 +49,7 @@ NAMES: Final = (
     "publish",
     "rate_limit_acquire",
     "rate_limit_slow_down",
+    "settle",
     "trace_append",
 )
 
@@ -60,13 +65,16 @@ def source(name: str) -> str:
 class Script:
     """A registered script, called as redis-py's are: `script(keys=..., args=..., client=pipe)`."""
 
-    def __init__(self, client: Any, name: str, *, direct: bool = False) -> None:
+    def __init__(
+        self, client: Any, name: str, *, direct: bool = False, resend: bool = True
+    ) -> None:
         self.name = name
         self._text = source(name)
         self._registered = client.register_script(self._text)
         # A plain client's pool (a cluster client has none: it routes each command itself).
         pool = getattr(client, "connection_pool", None)
         self._lane = Lane(pool) if direct and isinstance(client, redis.Redis) and pool else None
+        self._resend = resend
 
     def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
@@ -74,16 +82,44 @@ class Script:
         if isinstance(client, ClusterPipeline):
             return client.execute_command("EVAL", self._text, len(keys), *keys, *args)
         if client is None and self._lane is not None:
-            return self._lane.evalsha(self._registered.sha, self._text, keys, args)
+            sha = self._registered.sha
+            return self._lane.evalsha(sha, self._text, keys, args, resend=self._resend)
         return self._registered(keys=keys, args=args, client=client)
 
+    def reconnect(self) -> None:
+        """The lane's next call connects afresh (through Sentinel: to the primary it names
+        now). For a caller whose script read something that says its connection may be to a
+        primary demoted to a replica since, which only a write would have made fail."""
+        if self._lane is not None:
+            self._lane.close_idle()
 
-def script(client: Any, name: str, *, direct: bool = False) -> Script:
+
+def script(client: Any, name: str, *, direct: bool = False, resend: bool = True) -> Script:
     """The script registered with `client` (a redis.Redis or cluster client).
 
-    `direct`: run it through a `Lane` when called without a pipeline (see there).
+    `direct`: run it through a `Lane` when called without a pipeline (see there). `resend`
+    False: the lane does not send it again after a connection error (redis-py's retry policy
+    would), for a script that must not run twice; the error is raised instead.
     """
-    return Script(client, name, direct=direct)
+    return Script(client, name, direct=direct, resend=resend)
+
+
+_shared_lock = threading.Lock()
+_shared: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool, bool], Script]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared(client: Any, name: str, *, direct: bool = False, resend: bool = True) -> Script:
+    """`script(...)`, made once per client and name: for callers made often (a drain task per
+    shard and slice), whose lane would otherwise open new connections each time."""
+    with _shared_lock:
+        scripts = _shared.setdefault(client, {})
+        key = (name, direct, resend)
+        made = scripts.get(key)
+        if made is None:
+            made = scripts[key] = Script(client, name, direct=direct, resend=resend)
+        return made
 
 
 class Lane:
@@ -111,13 +147,28 @@ class Lane:
         self._pid = os.getpid()
         self._poll = _system_poll()
 
-    def evalsha(self, sha: str, text: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """EVALSHA, or EVAL with the text after a Redis restart emptied the script cache."""
+    def evalsha(
+        self,
+        sha: str,
+        text: str,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        *,
+        resend: bool = True,
+    ) -> Any:
+        """EVALSHA, or EVAL with the text after a Redis restart emptied the script cache.
+
+        `resend` False: sent at most once; a connection error (after which the script may or
+        may not have run) is raised, not retried.
+        """
         conn = self._take()
         try:
-            reply = conn.retry.call_with_retry(
-                lambda: _evalsha(conn, sha, text, keys, args), lambda _error: conn.disconnect()
-            )
+            if resend:
+                reply = conn.retry.call_with_retry(
+                    lambda: _evalsha(conn, sha, text, keys, args), lambda _error: conn.disconnect()
+                )
+            else:
+                reply = _evalsha(conn, sha, text, keys, args)
         except redis.ResponseError:
             self._give_back(conn)  # the error was the reply: nothing is left unread
             raise
@@ -152,6 +203,15 @@ class Lane:
 
     def _give_back(self, conn: Any) -> None:
         self._idle.append(conn)
+
+    def close_idle(self) -> None:
+        """Disconnect the idle connections (one in use is left to its caller)."""
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                return
+            conn.disconnect()
 
 
 def _system_poll() -> Any:

@@ -3,7 +3,7 @@
 The loop reads and maps; `ShardDelivery` (worker/delivery.py) sends and acts on each reply. The
 loop wires the parts: the lease (one drain task per shard, so a shard is sent in order), the
 mapper (`plan_calls`), the batcher, and the unit of work (`Settlement`) that writes each step's
-outcomes with the XACK/XDEL of the entries they settle in one transaction fenced by the lease.
+outcomes with the XACK/XDEL of the entries they settle in one script call fenced by the lease.
 Time is Redis' (`RedisClock`).
 """
 
@@ -72,7 +72,7 @@ class ShardDrainer:
         self._observer = GuardedObserver(runtime.observer)
         self._batcher = Batcher(settings.batch_max_events, int(settings.batch_flush_delay_s * 1000))
         dlq_per_shard = max(1, settings.dlq_max_entries // settings.shards)
-        self._work = Settlement(keys, dlq_per_shard, settings.dlq_retention_s * 1000)
+        self._work = Settlement(client, keys, dlq_per_shard, settings.dlq_retention_s * 1000)
         self.report = DrainReport(shard)
         parts = StepParts(runtime, self._clock, self._lease, self._work, self._observer)
         self._delivery = ShardDelivery(
@@ -139,7 +139,7 @@ class ShardDrainer:
         return max(0, min(IDLE_WAIT_MS if wait_ms is None else wait_ms, remaining_ms))
 
     def _commit(self) -> None:
-        if self._work.commit(self._redis, self._lease, self._clock.now_ms()):
+        if self._work.commit(self._lease, self._clock.now_ms()):
             self._observer.flush()
 
     # -- mapping -------------------------------------------------------------------------------
