@@ -8,9 +8,9 @@ caches it by the same digest).
 
 `script(client, name, direct=True)` runs the script, when called without a pipeline on a plain
 (or Sentinel) client, through a `Lane` instead of redis-py's command layers: for the scripts on
-every ingest request's and every drain step's path. `shared(...)` is the same, one per client
-and name in a process, so every caller reuses the lane's connections. `resend=False`: a lane
-sends the script at most once, for a script whose second run would write twice.
+every ingest request's and every drain step's path (one lane per client in a process, which
+the drain's per-step reads use too). `resend=False`: a lane sends the script at most once, for a
+script whose second run would write twice.
 """
 
 from __future__ import annotations
@@ -71,9 +71,7 @@ class Script:
         self.name = name
         self._text = source(name)
         self._registered = client.register_script(self._text)
-        # A plain client's pool (a cluster client has none: it routes each command itself).
-        pool = getattr(client, "connection_pool", None)
-        self._lane = Lane(pool) if direct and isinstance(client, redis.Redis) and pool else None
+        self._lane = lane_for(client) if direct else None
         self._resend = resend
 
     def __call__(
@@ -97,33 +95,34 @@ class Script:
 def script(client: Any, name: str, *, direct: bool = False, resend: bool = True) -> Script:
     """The script registered with `client` (a redis.Redis or cluster client).
 
-    `direct`: run it through a `Lane` when called without a pipeline (see there). `resend`
-    False: the lane does not send it again after a connection error (redis-py's retry policy
-    would), for a script that must not run twice; the error is raised instead.
+    `direct`: run it through the client's `Lane` when called without a pipeline (see there).
+    `resend` False: the lane does not send it again after a connection error (redis-py's retry
+    policy would), for a script that must not run twice; the error is raised instead.
     """
     return Script(client, name, direct=direct, resend=resend)
 
 
-_shared_lock = threading.Lock()
-_shared: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool, bool], Script]] = (
-    weakref.WeakKeyDictionary()
-)
+_lanes_lock = threading.Lock()
+_lanes: weakref.WeakKeyDictionary[Any, Lane] = weakref.WeakKeyDictionary()
 
 
-def shared(client: Any, name: str, *, direct: bool = False, resend: bool = True) -> Script:
-    """`script(...)`, made once per client and name: for callers made often (a drain task per
-    shard and slice), whose lane would otherwise open new connections each time."""
-    with _shared_lock:
-        scripts = _shared.setdefault(client, {})
-        key = (name, direct, resend)
-        made = scripts.get(key)
-        if made is None:
-            made = scripts[key] = Script(client, name, direct=direct, resend=resend)
-        return made
+def lane_for(client: Any) -> Lane | None:
+    """The process's one lane on a plain (or Sentinel) client, shared by every caller, so
+    callers made often (a drain task per shard and slice) reuse its connections; None for a
+    cluster client (it has no pool: it routes each command itself)."""
+    pool = getattr(client, "connection_pool", None)
+    if not isinstance(client, redis.Redis) or pool is None:
+        return None
+    with _lanes_lock:
+        lane = _lanes.get(client)
+        if lane is None:
+            lane = _lanes[client] = Lane(pool)
+        return lane
 
 
 class Lane:
-    """Connections made by a client's pool, each used by one caller at a time, for EVALSHA.
+    """Connections made by a client's pool, each used by one caller at a time, for EVALSHA
+    and the drain's per-step reads.
 
     What redis-py does around every command cost more CPU than the command itself on ingest's
     request path: handing out a pooled connection, it polls the socket for unread data or a
@@ -169,6 +168,25 @@ class Lane:
                 )
             else:
                 reply = _evalsha(conn, sha, text, keys, args)
+        except redis.ResponseError:
+            self._give_back(conn)  # the error was the reply: nothing is left unread
+            raise
+        except BaseException:
+            conn.disconnect()
+            self._give_back(conn)  # reconnects on its next command
+            raise
+        self._give_back(conn)
+        return reply
+
+    def execute(self, *command: Any) -> Any:
+        """One command, as `client.execute_command` would send it, answered unparsed (the
+        RESP2 reply as the connection reads it); sent again after a connection error as
+        redis-py would (the client's retry policy), so only for commands safe to repeat."""
+        conn = self._take()
+        try:
+            reply = conn.retry.call_with_retry(
+                lambda: _call(conn, command), lambda _error: conn.disconnect()
+            )
         except redis.ResponseError:
             self._give_back(conn)  # the error was the reply: nothing is left unread
             raise
@@ -230,6 +248,11 @@ def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence
     except NoScriptError:
         _send(conn, ("EVAL", text, len(keys), *keys, *args))
         return conn.read_response()
+
+
+def _call(conn: Any, command: tuple[Any, ...]) -> Any:
+    _send(conn, command)
+    return conn.read_response()
 
 
 def _send(conn: Any, command: tuple[Any, ...]) -> None:

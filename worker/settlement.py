@@ -46,7 +46,7 @@ class Settlement:
         self, client: redis.Redis, keys: ShardKeys, dlq_max_entries: int, dlq_retention_ms: int
     ) -> None:
         # Sent at most once: a second run after a lost reply would count and dead-letter twice.
-        self._script = scripts.shared(client, "settle", direct=True, resend=False)
+        self._script = scripts.script(client, "settle", direct=True, resend=False)
         self._keys = keys
         self._dlq_max_entries = dlq_max_entries
         self._dlq_retention_ms = dlq_retention_ms
