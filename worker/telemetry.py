@@ -26,7 +26,7 @@ from telemetry.error_groups import ErrorGroups, ErrorKind, cut, reply_code
 from telemetry.flusher import Flusher, PipelineWriter
 from telemetry.lag import AcceptedTimes, entry_ms
 from telemetry.logs import maskable, redact
-from telemetry.metrics import Counts, FleetMetrics, process_metrics
+from telemetry.metrics import Counts, FleetMetrics, observe_many, process_metrics
 from telemetry.trace import TraceBuffer, attach_trace, make_record
 from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter, reason_code
@@ -215,9 +215,8 @@ class FleetObserver:
         if outcome == "delivered":
             self.counts.inc("events_delivered", request.action, amount=size)
             now_ms = self._now_ms()
-            lag = self.counts.child("delivery_lag_seconds", request.action)
-            for accepted_ms in self.accepted.settle(request.message_ids):
-                lag.observe(max(0, now_ms - accepted_ms) / 1000)
+            lags = [max(0, now_ms - t) / 1000 for t in self.accepted.settle(request.message_ids)]
+            observe_many(self.counts.child("delivery_lag_seconds", request.action), lags)
         else:
             self._note_failure(request, reply, outcome, status)
         if self.trace is not None:
