@@ -197,6 +197,23 @@ class Lane:
         self._give_back(conn)
         return reply
 
+    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Commands sent in one write, their replies read in order, unparsed; an error reply
+        is returned in its command's place (as redis-py's `execute(raise_on_error=False)`
+        does), so one broken key does not hide the other replies. Sent again after a
+        connection error, as `execute`: only for commands safe to repeat."""
+        conn = self._take()
+        try:
+            replies: list[Any] = conn.retry.call_with_retry(
+                lambda: _call_many(conn, commands), lambda _error: conn.disconnect()
+            )
+        except BaseException:
+            conn.disconnect()
+            self._give_back(conn)  # reconnects on its next command
+            raise
+        self._give_back(conn)
+        return replies
+
     def _take(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
             self._idle, self._pid = [], os.getpid()
@@ -253,6 +270,22 @@ def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence
 def _call(conn: Any, command: tuple[Any, ...]) -> Any:
     _send(conn, command)
     return conn.read_response()
+
+
+def _call_many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    if getattr(conn, "_sock", None) is None:
+        conn.connect()
+    if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
+        conn.send_packed_command([_hiredis_pack(command) for command in commands])
+    else:
+        conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as ex:
+            replies.append(ex)
+    return replies
 
 
 def _send(conn: Any, command: tuple[Any, ...]) -> None:
