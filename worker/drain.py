@@ -186,7 +186,7 @@ class ShardDrainer:
             plan = plan_calls(event, mappings, app_code)
             src = fields.get("src", "") if fields else ""
             message_id = event.get("messageId")
-            mapped.append((message_id, entry_id, src, plan.calls))
+            mapped.append((message_id, accepted_ms, src, plan.calls))
             skipped = plan.skipped is not None
             if skipped or plan.rejections:
                 self._tell_mapped(mapped)
