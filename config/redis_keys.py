@@ -2,7 +2,7 @@
 
 Everything one shard's drain touches in a step lives under one hash tag, `{<prefix>:<dest>:<n>}`,
 so the unit of work that settles a step (XACK/XDEL, dead letters, retries, counters) is one
-transaction on one Redis Cluster slot, and a shard's owner can fence it with its lease.
+script call on one Redis Cluster slot, and a shard's owner can fence it with its lease.
 
 Per shard (prefix `pwf`, destination `default`, shard 0):
   {pwf:default:0}:stream        Redis Stream of accepted events, field `e` = event JSON,

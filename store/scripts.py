@@ -7,8 +7,10 @@ Cluster pipeline, where redis-py refuses EVALSHA, it is queued as EVAL with its 
 caches it by the same digest).
 
 `script(client, name, direct=True)` runs the script, when called without a pipeline on a plain
-(or Sentinel) client, through a `Lane` instead of redis-py's command layers: for the one script
-on every ingest request's path.
+(or Sentinel) client, through a `Lane` instead of redis-py's command layers: for the scripts on
+every ingest request's and every drain step's path (one lane per client in a process, which
+the drain's per-step reads use too). `resend=False`: a lane sends the script at most once, for a
+script whose second run would write twice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import functools
 import os
 import select
 import sys
+import threading
+import weakref
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final
@@ -45,6 +49,7 @@ NAMES: Final = (
     "publish",
     "rate_limit_acquire",
     "rate_limit_slow_down",
+    "settle",
     "trace_append",
 )
 
@@ -60,13 +65,14 @@ def source(name: str) -> str:
 class Script:
     """A registered script, called as redis-py's are: `script(keys=..., args=..., client=pipe)`."""
 
-    def __init__(self, client: Any, name: str, *, direct: bool = False) -> None:
+    def __init__(
+        self, client: Any, name: str, *, direct: bool = False, resend: bool = True
+    ) -> None:
         self.name = name
         self._text = source(name)
         self._registered = client.register_script(self._text)
-        # A plain client's pool (a cluster client has none: it routes each command itself).
-        pool = getattr(client, "connection_pool", None)
-        self._lane = Lane(pool) if direct and isinstance(client, redis.Redis) and pool else None
+        self._lane = lane_for(client) if direct else None
+        self._resend = resend
 
     @property
     def text(self) -> str:
@@ -83,20 +89,49 @@ class Script:
         if isinstance(client, ClusterPipeline):
             return client.execute_command("EVAL", self._text, len(keys), *keys, *args)
         if client is None and self._lane is not None:
-            return self._lane.evalsha(self._registered.sha, self._text, keys, args)
+            sha = self._registered.sha
+            return self._lane.evalsha(sha, self._text, keys, args, resend=self._resend)
         return self._registered(keys=keys, args=args, client=client)
 
+    def reconnect(self) -> None:
+        """The lane's next call connects afresh (through Sentinel: to the primary it names
+        now). For a caller whose script read something that says its connection may be to a
+        primary demoted to a replica since, which only a write would have made fail."""
+        if self._lane is not None:
+            self._lane.close_idle()
 
-def script(client: Any, name: str, *, direct: bool = False) -> Script:
+
+def script(client: Any, name: str, *, direct: bool = False, resend: bool = True) -> Script:
     """The script registered with `client` (a redis.Redis or cluster client).
 
-    `direct`: run it through a `Lane` when called without a pipeline (see there).
+    `direct`: run it through the client's `Lane` when called without a pipeline (see there).
+    `resend` False: the lane does not send it again after a connection error (redis-py's retry
+    policy would), for a script that must not run twice; the error is raised instead.
     """
-    return Script(client, name, direct=direct)
+    return Script(client, name, direct=direct, resend=resend)
+
+
+_lanes_lock = threading.Lock()
+_lanes: weakref.WeakKeyDictionary[Any, Lane] = weakref.WeakKeyDictionary()
+
+
+def lane_for(client: Any) -> Lane | None:
+    """The process's one lane on a plain (or Sentinel) client, shared by every caller, so
+    callers made often (a drain task per shard and slice) reuse its connections; None for a
+    cluster client (it has no pool: it routes each command itself)."""
+    pool = getattr(client, "connection_pool", None)
+    if not isinstance(client, redis.Redis) or pool is None:
+        return None
+    with _lanes_lock:
+        lane = _lanes.get(client)
+        if lane is None:
+            lane = _lanes[client] = Lane(pool)
+        return lane
 
 
 class Lane:
-    """Connections made by a client's pool, each used by one caller at a time, for EVALSHA.
+    """Connections made by a client's pool, each used by one caller at a time, for EVALSHA
+    and the drain's per-step reads.
 
     What redis-py does around every command cost more CPU than the command itself on ingest's
     request path: handing out a pooled connection, it polls the socket for unread data or a
@@ -120,12 +155,46 @@ class Lane:
         self._pid = os.getpid()
         self._poll = _system_poll()
 
-    def evalsha(self, sha: str, text: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """EVALSHA, or EVAL with the text after a Redis restart emptied the script cache."""
+    def evalsha(
+        self,
+        sha: str,
+        text: str,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        *,
+        resend: bool = True,
+    ) -> Any:
+        """EVALSHA, or EVAL with the text after a Redis restart emptied the script cache.
+
+        `resend` False: sent at most once; a connection error (after which the script may or
+        may not have run) is raised, not retried.
+        """
+        conn = self._take()
+        try:
+            if resend:
+                reply = conn.retry.call_with_retry(
+                    lambda: _evalsha(conn, sha, text, keys, args), lambda _error: conn.disconnect()
+                )
+            else:
+                reply = _evalsha(conn, sha, text, keys, args)
+        except redis.ResponseError:
+            self._give_back(conn)  # the error was the reply: nothing is left unread
+            raise
+        except BaseException:
+            conn.disconnect()
+            self._give_back(conn)  # reconnects on its next command
+            raise
+        self._give_back(conn)
+        return reply
+
+    def execute(self, *command: Any) -> Any:
+        """One command, as `client.execute_command` would send it, answered unparsed (the
+        RESP2 reply as the connection reads it); sent again after a connection error as
+        redis-py would (the client's retry policy), so only for commands safe to repeat."""
         conn = self._take()
         try:
             reply = conn.retry.call_with_retry(
-                lambda: _evalsha(conn, sha, text, keys, args), lambda _error: conn.disconnect()
+                lambda: _call(conn, command), lambda _error: conn.disconnect()
             )
         except redis.ResponseError:
             self._give_back(conn)  # the error was the reply: nothing is left unread
@@ -136,6 +205,23 @@ class Lane:
             raise
         self._give_back(conn)
         return reply
+
+    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Commands sent in one write, their replies read in order, unparsed; an error reply
+        is returned in its command's place (as redis-py's `execute(raise_on_error=False)`
+        does), so one broken key does not hide the other replies. Sent again after a
+        connection error, as `execute`: only for commands safe to repeat."""
+        conn = self._take()
+        try:
+            replies: list[Any] = conn.retry.call_with_retry(
+                lambda: _call_many(conn, commands), lambda _error: conn.disconnect()
+            )
+        except BaseException:
+            conn.disconnect()
+            self._give_back(conn)  # reconnects on its next command
+            raise
+        self._give_back(conn)
+        return replies
 
     def _take(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
@@ -162,6 +248,15 @@ class Lane:
     def _give_back(self, conn: Any) -> None:
         self._idle.append(conn)
 
+    def close_idle(self) -> None:
+        """Disconnect the idle connections (one in use is left to its caller)."""
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                return
+            conn.disconnect()
+
 
 def _system_poll() -> Any:
     """The operating system's poll, also in a process gevent patched (where select.poll waits
@@ -181,13 +276,40 @@ def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence
         return conn.read_response()
 
 
+def _call(conn: Any, command: tuple[Any, ...]) -> Any:
+    _send(conn, command)
+    return conn.read_response()
+
+
+def _call_many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    if getattr(conn, "_sock", None) is None:
+        conn.connect()
+    if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
+        conn.send_packed_command([_hiredis_pack(command) for command in commands])
+    else:
+        conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as ex:
+            replies.append(ex)
+    return replies
+
+
 def _send(conn: Any, command: tuple[Any, ...]) -> None:
     """`conn.send_command(*command)`, packed by hiredis directly where redis-py would use it.
 
     redis-py's hiredis packer hands the arguments to `hiredis.pack_command` after copying them
     through a generator (for the bytearrays and memoryviews the lane never sends): about 5 of its
     8 µs for the publish script's arguments. The bytes sent are the same.
+
+    An unconnected connection is first connected by its own `connect`, as the pool does when
+    it hands one out: Sentinel's asks the sentinels for the primary there, where sending alone
+    would connect to the connection's default address (localhost:6379).
     """
+    if getattr(conn, "_sock", None) is None:
+        conn.connect()
     if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
         conn.send_packed_command([_hiredis_pack(command)])
     else:

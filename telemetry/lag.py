@@ -14,14 +14,6 @@ from collections.abc import Iterable
 DEFAULT_MAX_EVENTS = 100_000
 
 
-def entry_ms(entry_id: str) -> int | None:
-    """The time (ms) in a stream entry id `1714565100000-0`, or None."""
-    try:
-        return int(entry_id.partition("-")[0])
-    except ValueError:
-        return None
-
-
 class AcceptedTimes:
     def __init__(self, max_events: int = DEFAULT_MAX_EVENTS) -> None:
         self._max_events = max_events

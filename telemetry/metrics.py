@@ -12,8 +12,10 @@ reached no destination under `(none)`.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -175,6 +177,35 @@ class Counts:
 
     def observe(self, name: str, value: float, *labels: str) -> None:
         self._child(name, labels).observe(value)
+
+
+def observe_many(histogram: Any, values: Sequence[float]) -> None:
+    """`histogram.observe(value)` for each value (a histogram without labels, or one label
+    set's child), adding to each bucket and to the sum once.
+
+    The delivery lag is observed for every delivered event: 0.7 µs each, as much as the rest
+    of what a delivery counts. prometheus-client has no bulk observe, so this adds to the
+    values its `observe` adds to (`_upper_bounds`, `_buckets`, `_sum`; in every mode, the
+    multiprocess one too), and observes one by one should a version not have them. A test holds
+    it to `observe`.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    if not values:
+        return
+    # The first bound at or above the value, as `observe` picks it (the last one is +Inf).
+    counts: dict[int, int] = {}
+    for value in values:
+        index = bisect.bisect_left(bounds, value)
+        counts[index] = counts.get(index, 0) + 1
+    total.inc(sum(values))
+    for index, count in counts.items():
+        buckets[index].inc(count)
 
 
 _lock = threading.Lock()

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import redis
@@ -134,9 +135,13 @@ class TraceBuffer(PipelineWriter):
     def write(self, pipe: Any, batch: list[Record]) -> int:
         # One append per message and hour: an event's records of one flush (mapped, sent,
         # delivered...) are usually together, and each append costs Redis a read and a write.
+        # Records come in runs of one time (a read's or a request's): the hour's table is
+        # looked up once per run, not per record.
         by_hour: dict[int, dict[str, str]] = {}
+        run_ms, chunks = None, {}
         for message_id, t_ms, line in batch:
-            chunks = by_hour.setdefault(t_ms // (HOUR_S * 1000), {})
+            if t_ms != run_ms:
+                run_ms, chunks = t_ms, by_hour.setdefault(t_ms // (HOUR_S * 1000), {})
             previous = chunks.get(message_id)
             chunks[message_id] = line if previous is None else previous + line
         calls = 0
@@ -146,8 +151,7 @@ class TraceBuffer(PipelineWriter):
             items = list(chunks.items())
             for start in range(0, len(items), MESSAGES_PER_APPEND):
                 args: list[str | int] = [self._budget, self._ttl_s, MAX_BYTES_PER_EVENT]
-                for item in items[start : start + MESSAGES_PER_APPEND]:
-                    args += item
+                args.extend(chain.from_iterable(items[start : start + MESSAGES_PER_APPEND]))
                 self._script(keys=keys, args=args, client=pipe)
                 calls += 1
         return calls

@@ -3,7 +3,7 @@
 The loop reads and maps; `ShardDelivery` (worker/delivery.py) sends and acts on each reply. The
 loop wires the parts: the lease (one drain task per shard, so a shard is sent in order), the
 mapper (`plan_calls`), the batcher, and the unit of work (`Settlement`) that writes each step's
-outcomes with the XACK/XDEL of the entries they settle in one transaction fenced by the lease.
+outcomes with the XACK/XDEL of the entries they settle in one script call fenced by the lease.
 Time is Redis' (`RedisClock`).
 """
 
@@ -18,6 +18,7 @@ import redis
 
 from config import fastjson
 from config.redis_keys import CONSUMER_GROUP
+from store import scripts
 from worker import dlq
 from worker.batcher import Batcher
 from worker.clock import Clock, RedisClock
@@ -45,6 +46,18 @@ def entry_time_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
+def stream_entries(reply: Any) -> list[Entry]:
+    """XREADGROUP's reply for one stream, as it comes off the connection (RESP2: a list of
+    [stream, entries]; RESP3: a map), as (id, fields) pairs; fields None for an entry deleted
+    since it was first read."""
+    if not reply:
+        return []
+    ((_, raw),) = reply.items() if isinstance(reply, dict) else reply
+    return [
+        (entry_id, dict(zip(f[::2], f[1::2], strict=True)) if f else None) for entry_id, f in raw
+    ]
+
+
 def ensure_group(client: redis.Redis, stream: str) -> None:
     try:
         client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
@@ -66,13 +79,15 @@ class ShardDrainer:
         settings, client = runtime.settings, runtime.redis
         keys = runtime.keys.shard(shard)
         self._rt, self._redis, self._keys = runtime, client, keys
+        # Reads go through the client's lane: redis-py's layers cost more than the read.
+        self._lane = scripts.lane_for(client)
         self._clock = clock or RedisClock(client)
         self._should_stop = should_stop
         self._lease = Lease(client, keys.lease, settings.drain_lease_s)
         self._observer = GuardedObserver(runtime.observer)
         self._batcher = Batcher(settings.batch_max_events, int(settings.batch_flush_delay_s * 1000))
         dlq_per_shard = max(1, settings.dlq_max_entries // settings.shards)
-        self._work = Settlement(keys, dlq_per_shard, settings.dlq_retention_s * 1000)
+        self._work = Settlement(client, keys, dlq_per_shard, settings.dlq_retention_s * 1000)
         self.report = DrainReport(shard)
         parts = StepParts(runtime, self._clock, self._lease, self._work, self._observer)
         self._delivery = ShardDelivery(
@@ -126,11 +141,18 @@ class ShardDrainer:
 
     def _read(self, start: str, block_ms: int) -> list[Entry]:
         count = self._rt.settings.batch_max_events
+        stream = self._keys.stream
+        if self._lane is not None:
+            block = ("BLOCK", block_ms) if block_ms else ()
+            reply = self._lane.execute(
+                "XREADGROUP", "GROUP", CONSUMER_GROUP, CONSUMER_NAME, "COUNT", count, *block,
+                "STREAMS", stream, start,
+            )  # fmt: skip
+            return stream_entries(reply)
         kwargs: dict[str, Any] = (
             {"count": count, "block": block_ms} if block_ms else {"count": count}
         )
-        stream = {self._keys.stream: start}
-        result = self._redis.xreadgroup(CONSUMER_GROUP, CONSUMER_NAME, stream, **kwargs)
+        result = self._redis.xreadgroup(CONSUMER_GROUP, CONSUMER_NAME, {stream: start}, **kwargs)
         return list(result[0][1]) if result else []
 
     def _block_ms(self, deadline_s: float) -> int:
@@ -139,7 +161,7 @@ class ShardDrainer:
         return max(0, min(IDLE_WAIT_MS if wait_ms is None else wait_ms, remaining_ms))
 
     def _commit(self) -> None:
-        if self._work.commit(self._redis, self._lease, self._clock.now_ms()):
+        if self._work.commit(self._lease, self._clock.now_ms()):
             self._observer.flush()
 
     # -- mapping -------------------------------------------------------------------------------
@@ -164,7 +186,7 @@ class ShardDrainer:
             plan = plan_calls(event, mappings, app_code)
             src = fields.get("src", "") if fields else ""
             message_id = event.get("messageId")
-            mapped.append((message_id, entry_id, src, plan.calls))
+            mapped.append((message_id, accepted_ms, src, plan.calls))
             skipped = plan.skipped is not None
             if skipped or plan.rejections:
                 self._tell_mapped(mapped)

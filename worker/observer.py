@@ -19,8 +19,9 @@ from worker.pushwoosh import Reply
 logger = logging.getLogger(__name__)
 
 # One event read from its stream: its messageId (as the event has it, None when it has none),
-# its entry id, its `src` field and the calls it matched (maybe none).
-Mapped = tuple[Any, str, str, Sequence[Call]]
+# when it was accepted (ms, from its entry id), its `src` field and the calls it matched (maybe
+# none).
+Mapped = tuple[Any, int, str, Sequence[Call]]
 
 
 class DeliveryObserver(Protocol):

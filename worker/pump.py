@@ -17,6 +17,7 @@ import redis
 
 from config.redis_keys import RedisKeys
 from config.settings import Settings
+from store import scripts
 from worker.clock import RedisClock
 
 logger = logging.getLogger(__name__)
@@ -32,16 +33,19 @@ def shards_with_work(
     client: redis.Redis, keys: RedisKeys, settings: Settings, now_ms: int
 ) -> list[int]:
     """Shards that need a drain task now (pure reads; one round trip)."""
-    pipe = client.pipeline(transaction=False)
+    commands: list[tuple[Any, ...]] = []
     for shard in range(settings.shards):
         shard_keys = keys.shard(shard)
-        pipe.xlen(shard_keys.stream)
-        pipe.zrangebyscore(shard_keys.retry, "-inf", now_ms, start=0, num=1)
-        pipe.exists(shard_keys.lease)
-        pipe.exists(keys.queued(shard))
-    pipe.hget(keys.circuit, "open_until_ms")
-    # One broken shard (a key of the wrong type) must not keep every other shard waiting.
-    results = pipe.execute(raise_on_error=False)
+        commands += (
+            ("XLEN", shard_keys.stream),
+            ("ZRANGEBYSCORE", shard_keys.retry, "-inf", now_ms, "LIMIT", 0, 1),
+            ("EXISTS", shard_keys.lease),
+            ("EXISTS", keys.queued(shard)),
+        )
+    commands.append(("HGET", keys.circuit, "open_until_ms"))
+    # One broken shard (a key of the wrong type) must not keep every other shard waiting:
+    # errors come back in their command's place.
+    results = _read_all(client, commands)
     open_until = results[-1]
     open_until_ms = 0 if isinstance(open_until, Exception) else int(open_until or 0)
     if open_until_ms > now_ms:
@@ -57,6 +61,19 @@ def shards_with_work(
         if (length > 0 or retries_due) and not leased and not queued:
             wanted.append(shard)
     return wanted
+
+
+def _read_all(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """The replies of pure reads sent together: through the client's lane, where a pass of an
+    idle worker, five times a second, costs a fraction of redis-py's pipeline; else (a cluster
+    client) through that pipeline."""
+    lane = scripts.lane_for(client)
+    if lane is not None:
+        return lane.execute_many(commands)
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return list(pipe.execute(raise_on_error=False))
 
 
 _warned_ms: dict[str, int] = {}

@@ -3,7 +3,8 @@
 Each hook counts in this process's metrics (served by the worker's own listener, see
 worker/celery_app.py) and buffers trace records, which a background flusher writes to Redis
 about once a second, so observing adds no round trip to delivery. The delivery lag (accepted by
-ingest -> delivered) comes from each event's stream entry id, the time Redis stored it.
+ingest -> delivered) comes from each event's stream entry id, the time Redis stored it (read
+once, by the drain).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from config.redis_keys import RedisKeys
 from config.settings import Settings
 from telemetry.error_groups import ErrorGroups, ErrorKind, cut, reply_code
 from telemetry.flusher import Flusher, PipelineWriter
-from telemetry.lag import AcceptedTimes, entry_ms
+from telemetry.lag import AcceptedTimes
 from telemetry.logs import maskable, redact
-from telemetry.metrics import Counts, FleetMetrics, process_metrics
+from telemetry.metrics import Counts, FleetMetrics, observe_many, process_metrics
 from telemetry.trace import TraceBuffer, attach_trace, make_record
 from worker.batching import PlannedRequest
 from worker.dlq import DeadLetter, reason_code
@@ -159,7 +160,7 @@ class FleetObserver:
         accepted: list[tuple[str, int, int]] = []
         traced: list[tuple[str, str]] = []
         lines: dict[Any, str] = {}  # record texts by the mappings they name
-        for message_id, entry_id, src, calls in mapped:
+        for message_id, accepted_ms, src, calls in mapped:
             reads[src] = reads.get(src, 0) + 1
             if message_id is None:
                 unmatched += not calls
@@ -168,9 +169,7 @@ class FleetObserver:
             if not calls:
                 unmatched += 1
             else:
-                accepted_ms = entry_ms(entry_id)
-                if accepted_ms is not None:
-                    accepted.append((message_id, accepted_ms, len(calls)))
+                accepted.append((message_id, accepted_ms, len(calls)))
             if self.trace is not None:
                 traced.append((message_id, _mapped_line(calls, now_ms, lines)))
         self._count_reads(reads)
@@ -215,9 +214,8 @@ class FleetObserver:
         if outcome == "delivered":
             self.counts.inc("events_delivered", request.action, amount=size)
             now_ms = self._now_ms()
-            lag = self.counts.child("delivery_lag_seconds", request.action)
-            for accepted_ms in self.accepted.settle(request.message_ids):
-                lag.observe(max(0, now_ms - accepted_ms) / 1000)
+            lags = [max(0, now_ms - t) / 1000 for t in self.accepted.settle(request.message_ids)]
+            observe_many(self.counts.child("delivery_lag_seconds", request.action), lags)
         else:
             self._note_failure(request, reply, outcome, status)
         if self.trace is not None:

@@ -146,3 +146,24 @@ def test_the_lane_sends_the_bytes_redis_py_would(
     echo.lane.evalsha(echo.sha, echo.text, [echo.counter], args)
     expected = conn.pack_command("EVALSHA", echo.sha, 1, echo.counter, *args)
     assert [b"".join(command) for command in sent] == [b"".join(expected)]
+
+
+def test_commands_sent_together_answer_in_order_with_errors_in_place(
+    client: redis.Redis, key_prefix: str
+) -> None:
+    # Given a key of the wrong type among keys that can be read
+    client.set(f"{key_prefix}:text", "x")
+    client.rpush(f"{key_prefix}:list", "a", "b")
+    lane = Lane(client.connection_pool)
+    # When one command of several fails
+    replies = lane.execute_many(
+        [
+            ("LLEN", f"{key_prefix}:list"),
+            ("LLEN", f"{key_prefix}:text"),
+            ("GET", f"{key_prefix}:text"),
+        ]
+    )
+    # Then its error stands in its place and the others are answered, and the lane goes on
+    assert replies[0] == 2 and replies[2] == b"x"
+    assert isinstance(replies[1], redis.ResponseError)
+    assert lane.execute("LLEN", f"{key_prefix}:list") == 2

@@ -4,6 +4,7 @@ killed mid-stream and nothing ingest accepted is lost.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 import time
@@ -15,6 +16,7 @@ import redis
 
 from fleet.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
 from store.client import make_redis, parse_sentinel_url
+from store.scripts import Lane
 from tests.support.harness import FleetProcesses, fleet_env
 from tests.support.pushwoosh_stub import PushwooshStub, Reply
 from tests.support.traffic import delivered_ids, post_batches, tracks, wait_all_accounted
@@ -107,6 +109,20 @@ def replicated(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis, S
     sentinels.stop()
     replica.stop(kill=True)
     primary.stop(kill=True)
+
+
+def test_a_lane_through_sentinel_runs_its_script_on_the_primary(
+    replicated: tuple[EmbeddedRedis, EmbeddedRedis, Sentinels], key_prefix: str
+) -> None:
+    primary, _replica, sentinels = replicated
+    # Given a lane on a client that finds the primary through the sentinels
+    lane = Lane(make_redis(sentinels.url, "mymaster").connection_pool)
+    # When it runs a script
+    text = "return redis.call('INCR', KEYS[1])"
+    reply = lane.evalsha(hashlib.sha1(text.encode()).hexdigest(), text, [key_prefix], [])
+    # Then the primary ran it (a connection of its own would have gone to localhost:6379)
+    assert reply == 1
+    assert redis.Redis(port=primary.port).get(key_prefix) == b"1"
 
 
 @pytest.mark.timeout(300)

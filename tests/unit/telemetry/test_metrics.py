@@ -6,13 +6,15 @@ import os
 
 import fakeredis
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from config.redis_keys import RedisKeys, worker_heartbeats
 from telemetry import exposition
 from telemetry.fleet_gauges import FleetGauges, Target
 from telemetry.flusher import Flusher, PipelineWriter
-from telemetry.metrics import SPECS, Counts, FleetMetrics
+from telemetry.metrics import SPECS, Counts, FleetMetrics, observe_many
 from tests.support.prometheus import samples, value
 
 NOW_S = 1_714_565_100.0
@@ -189,3 +191,37 @@ def test_a_failed_flush_keeps_the_batch_for_the_next() -> None:
     # Then nothing was lost or written twice, and the writer saw the reply
     assert client.lrange("lines", 0, -1) == ["a", "b", "c"]
     assert lines.replies == [3]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=20_000, allow_nan=False), max_size=120))
+def test_observing_many_at_once_counts_what_observing_each_counts(values: list[float]) -> None:
+    # Given two processes' metrics, one observing each lag, the other all of them at once
+    one_by_one, at_once = FleetMetrics(CollectorRegistry()), FleetMetrics(CollectorRegistry())
+    each = Counts(one_by_one, "ios").child("delivery_lag_seconds", "trackEvent")
+    for value_s in values:
+        each.observe(value_s)
+    observe_many(Counts(at_once, "ios").child("delivery_lag_seconds", "trackEvent"), values)
+    # Then every bucket and the count are the same (bounds included: 0.01 <= 0.01), and the sum
+
+    def lag(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        name = "pushwoosh_fleet_delivery_lag_seconds"
+        found = samples(text).items()
+        return {k: v for k, v in found if k[0].startswith(name) and k[0] != f"{name}_created"}
+
+    expected, got = lag(_text(one_by_one.registry)), lag(_text(at_once.registry))
+    assert set(got) == set(expected)
+    for key, total in expected.items():
+        assert got[key] == (pytest.approx(total) if key[0].endswith("_sum") else total)
+
+
+def test_observing_many_at_once_hits_each_bound_as_observe_does() -> None:
+    metrics = FleetMetrics(CollectorRegistry())
+    lag = Counts(metrics, "ios").child("delivery_lag_seconds", "trackEvent")
+    observe_many(lag, [0.01, 0.010001, 14400.0, 14400.5, 0.0])
+    text = _text(metrics.registry)
+    name = "pushwoosh_fleet_delivery_lag_seconds_bucket"
+    assert value(text, name, "ios", action="trackEvent", le="0.01") == 2
+    assert value(text, name, "ios", action="trackEvent", le="0.025") == 3
+    assert value(text, name, "ios", action="trackEvent", le="14400.0") == 4
+    assert value(text, name, "ios", action="trackEvent", le="+Inf") == 5

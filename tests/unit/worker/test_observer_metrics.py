@@ -41,10 +41,10 @@ def test_the_lag_runs_from_storage_to_delivery_for_each_call() -> None:
     now = [STORED_MS / 1000 + 2.0]
     watch, registry = observer(now)
     watch.on_mapped([
-        ("a", f"{STORED_MS}-0", "v1/batch",
+        ("a", STORED_MS, "v1/batch",
          [call("a"), call("a", "updateUserProfile")]),
-        ("b", f"{STORED_MS + 1500}-0", "v1/batch", [call("b")]),
-        ("c", f"{STORED_MS}-1", "webhook", []),
+        ("b", STORED_MS + 1500, "v1/batch", [call("b")]),
+        ("c", STORED_MS, "webhook", []),
     ])  # fmt: skip
     # When both track calls are delivered, then a's profile call a second later
     watch.on_attempt(request("a", "b"), Reply(200, elapsed_s=0.01), "delivered", 1)
@@ -64,7 +64,7 @@ def test_the_lag_runs_from_storage_to_delivery_for_each_call() -> None:
 def test_a_dead_lettered_call_is_forgotten_without_a_lag() -> None:
     now = [STORED_MS / 1000 + 1.0]
     watch, registry = observer(now)
-    watch.on_mapped([("d", f"{STORED_MS}-0", "v1/track", [call("d")])])
+    watch.on_mapped([("d", STORED_MS, "v1/track", [call("d")])])
     watch.on_attempt(request("d"), Reply(400, body="bad"), "dead_letter", 1)
     watch.on_dead_lettered(
         DeadLetter(kind="failed", mapping="M", action="trackEvent", path="post-events",
@@ -92,12 +92,12 @@ def test_events_read_together_are_counted_and_traced_as_one_at_a_time_would_be()
     watch = FleetObserver(Counts(FleetMetrics(registry), "default"), trace,
                           clock=lambda: STORED_MS / 1000 + 1)  # fmt: skip
     watch.on_mapped([
-        ("a", f"{STORED_MS}-0", "v1/batch", [call("a")]),
-        ("b", f"{STORED_MS}-1", "v1/batch", [call("b")]),
-        (7, f"{STORED_MS}-2", "webhook",
+        ("a", STORED_MS, "v1/batch", [call("a")]),
+        ("b", STORED_MS, "v1/batch", [call("b")]),
+        (7, STORED_MS, "webhook",
          [call("7"), call("7", "updateUserProfile")]),
-        ("c", f"{STORED_MS}-3", "v1/batch", []),
-        (None, f"{STORED_MS}-4", "", []),
+        ("c", STORED_MS, "v1/batch", []),
+        (None, STORED_MS, "", []),
     ])  # fmt: skip
     # Then each event with a messageId has its own "mapped" record, in the order read
     now_ms = STORED_MS + 1000
