@@ -18,7 +18,7 @@ import redis
 
 from config.settings import Settings
 from telemetry.flusher import Flusher
-from telemetry.metrics import Counts, FleetMetrics, process_metrics
+from telemetry.metrics import Counts, FleetMetrics, Tally, process_metrics
 from telemetry.trace import TraceBuffer, attach_trace
 
 SHED_CODES = frozenset({"queue_full"})
@@ -40,6 +40,9 @@ class IngestTelemetry:
         self.settings = settings
         metrics = metrics or process_metrics()
         self.counts = {name: Counts(metrics, name) for name in [*destinations, UNROUTED]}
+        # Written a moment later, together (see Tally): four metric updates per request were
+        # about a tenth of a single-event request's CPU.
+        self.tally = Tally()
         self.trace: TraceBuffer | None = None
         if client is not None:
             dropped = self.counts[UNROUTED]
@@ -64,18 +67,20 @@ class IngestTelemetry:
         route = template.lstrip("/") if template else "unmatched"
         status = resp.status_code
         counts = self._counts(getattr(req.context, "destination", None))
-        counts.inc("ingest_requests", route, str(status))
+        tally = self.tally
+        tally.inc(counts.child("ingest_requests", route, str(status)))
         started = getattr(req.context, "started", None)
         if started is not None:
-            counts.observe("ingest_request_duration_seconds", time.monotonic() - started, route)
+            duration = counts.child("ingest_request_duration_seconds", route)
+            tally.observe(duration, time.monotonic() - started)
         if status >= 400 and req.method == "POST" and resource is not None:
             media = resp.media if isinstance(resp.media, dict) else {}
             code = str(media.get("code", f"http_{status}"))
             events = int(getattr(req.context, "event_count", 0) or 1)
             if code in SHED_CODES:
-                counts.inc("ingest_events_shed", route, amount=events)
+                tally.inc(counts.child("ingest_events_shed", route), events)
             else:
-                counts.inc("ingest_events_rejected", route, code, amount=events)
+                tally.inc(counts.child("ingest_events_rejected", route, code), events)
 
     # ASGI: falcon calls these (the methods above serve a WSGI app and the tests).
     async def process_request_async(self, req: Any, resp: Any) -> None:
@@ -96,9 +101,9 @@ class IngestTelemetry:
         duplicates: int,
     ) -> None:
         counts = self._counts(destination)
-        counts.inc("ingest_events_accepted", route, amount=accepted)
+        self.tally.inc(counts.child("ingest_events_accepted", route), accepted)
         if duplicates:
-            counts.inc("ingest_events_deduplicated", route, amount=duplicates)
+            self.tally.inc(counts.child("ingest_events_deduplicated", route), duplicates)
         if self.trace is not None:
             # One record per message: a request repeating one messageId 2,500 times is one
             # line of history, not 2,500.

@@ -12,11 +12,13 @@ reached no destination under `(none)`.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import bisect
 import dataclasses
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
@@ -206,6 +208,65 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     total.inc(sum(values))
     for index, count in counts.items():
         buckets[index].inc(count)
+
+
+# How long a Tally keeps what it counted before writing it (see there).
+TALLY_FLUSH_S: Final = 0.1
+
+
+class Tally:
+    """Counts made on an event loop, written to the process's metrics a moment later, together.
+
+    Every update of a multiprocess metric takes a lock and asks the kernel for the process id
+    (to notice a fork); ingest updates four per request (two counters, a histogram's bucket and
+    sum), about 10 µs of a single-event request measured in one process. A tally adds them up
+    in plain dicts and writes each counter once and each histogram through `observe_many`,
+    TALLY_FLUSH_S after the first count of a batch, and at exit. So the metrics lag by at most
+    that, and a process killed outright loses at most that much of its counts (never events).
+    Used from one thread (the loop's); outside a running loop it writes at once.
+    """
+
+    def __init__(self, flush_s: float = TALLY_FLUSH_S) -> None:
+        self._flush_s = flush_s
+        self._added: dict[Any, float] = {}
+        self._observed: dict[Any, list[float]] = {}
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def inc(self, child: Any, amount: float = 1) -> None:
+        """`child.inc(amount)`, soon (child: a counter of one label set)."""
+        self._added[child] = self._added.get(child, 0) + amount
+        if not self._scheduled:
+            self._schedule()
+
+    def observe(self, child: Any, value: float) -> None:
+        """`child.observe(value)`, soon (child: a histogram of one label set)."""
+        values = self._observed.get(child)
+        if values is None:
+            self._observed[child] = [value]
+        else:
+            values.append(value)
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_later(self._flush_s, self.flush)
+
+    def flush(self) -> None:
+        """Write everything counted so far."""
+        self._scheduled = False
+        added, self._added = self._added, {}
+        observed, self._observed = self._observed, {}
+        for child, amount in added.items():
+            child.inc(amount)
+        for child, values in observed.items():
+            observe_many(child, values)
 
 
 _lock = threading.Lock()

@@ -170,7 +170,8 @@ def test_ingest_counts_survive_a_gunicorn_worker_restart(
             event = {"type": "track", "event": "E", "userId": "u", "messageId": f"r-{i}"}
             assert requests.post(f"{url}/v1/track", json=event, auth=(WRITE_KEY, "")).ok
         accepted = "pushwoosh_fleet_ingest_events_accepted_total"
-        assert value(scrape(port), accepted, route="v1/track") == 40
+        # (each process writes its counts a moment after it makes them: ingest/telemetry.py)
+        wait_for(lambda: value(scrape(port), accepted, route="v1/track") == 40, "40 counted")
         # When one of its processes is killed and the master starts another
         children = subprocess.run(
             ["pgrep", "-P", str(processes.processes[0].pid)], capture_output=True, text=True

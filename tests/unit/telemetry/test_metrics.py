@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import fakeredis
@@ -14,7 +15,7 @@ from config.redis_keys import RedisKeys, worker_heartbeats
 from telemetry import exposition
 from telemetry.fleet_gauges import FleetGauges, Target
 from telemetry.flusher import Flusher, PipelineWriter
-from telemetry.metrics import SPECS, Counts, FleetMetrics, observe_many
+from telemetry.metrics import SPECS, Counts, FleetMetrics, Tally, observe_many
 from tests.support.prometheus import samples, value
 
 NOW_S = 1_714_565_100.0
@@ -225,3 +226,39 @@ def test_observing_many_at_once_hits_each_bound_as_observe_does() -> None:
     assert value(text, name, "ios", action="trackEvent", le="0.025") == 3
     assert value(text, name, "ios", action="trackEvent", le="14400.0") == 4
     assert value(text, name, "ios", action="trackEvent", le="+Inf") == 5
+
+
+def test_a_tally_off_the_loop_writes_at_once() -> None:
+    metrics = FleetMetrics(CollectorRegistry())
+    tally = Tally()
+    tally.inc(Counts(metrics, "ios").child("ingest_requests", "v1/batch", "200"))
+    assert value(_text(metrics.registry), "pushwoosh_fleet_ingest_requests_total", "ios",
+                 route="v1/batch", status="200") == 1  # fmt: skip
+
+
+def test_a_tally_on_a_loop_writes_its_counts_together_a_moment_later() -> None:
+    # Given a tally on an event loop, counting requests and timing them
+    metrics = FleetMetrics(CollectorRegistry())
+    counts = Counts(metrics, "ios")
+    requests_ok = counts.child("ingest_requests", "webhook", "200")
+    duration = counts.child("ingest_request_duration_seconds", "webhook")
+    name = "pushwoosh_fleet_ingest_requests_total"
+
+    async def count() -> tuple[float, float, float]:
+        tally = Tally(flush_s=0.05)
+        for seconds in (0.001, 0.002, 0.2):
+            tally.inc(requests_ok)
+            tally.observe(duration, seconds)
+        tally.inc(requests_ok, 2)
+        # When no time has passed: nothing is written yet
+        before = value(_text(metrics.registry), name, "ios", route="webhook", status="200")
+        await asyncio.sleep(0.2)
+        text = _text(metrics.registry)
+        after = value(text, name, "ios", route="webhook", status="200")
+        timed = value(text, "pushwoosh_fleet_ingest_request_duration_seconds_count", "ios",
+                      route="webhook")  # fmt: skip
+        return before, after, timed
+
+    before, after, timed = asyncio.run(count())
+    # Then everything counted is there a moment later, each count once
+    assert (before, after, timed) == (0, 5, 3)
