@@ -45,6 +45,7 @@ from ingest.errors import (
 from ingest.publish import Publisher
 from ingest.routing import Route, Router
 from ingest.telemetry import IngestTelemetry
+from store.async_lane import running_loop
 from store.client import redis_for, warn_if_evicting
 
 logger = logging.getLogger(__name__)
@@ -367,7 +368,8 @@ async def _read_body(req: Request, max_bytes: int, timeout_s: float) -> bytes:
         raise PayloadTooLarge(_too_large(max_bytes))
     # A timer that cancels this task, rather than asyncio.timeout: the same deadline at half
     # the cost (about 2 of 4.3 µs), and a single-event body never waits on it.
-    task = asyncio.current_task()
+    loop = running_loop()
+    task = asyncio.current_task(loop)
     assert task is not None
     expired = False
 
@@ -376,7 +378,7 @@ async def _read_body(req: Request, max_bytes: int, timeout_s: float) -> bytes:
         expired = True
         task.cancel()
 
-    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
+    timer = loop.call_later(timeout_s, expire)
     try:
         chunks = [chunk async for chunk in _read_chunks(req, max_bytes)]
     except asyncio.CancelledError:
