@@ -103,13 +103,14 @@ class Plan(tuple[list[Call], list[Rejection]]):
     """(calls, rejections) of one event, plus `skipped`: why it made no call at all, if it was
     switched off for this destination ("integrations"); None otherwise."""
 
-    skipped: str | None
+    skipped: str | None = None
 
     def __new__(
         cls, calls: list[Call], rejections: list[Rejection], skipped: str | None = None
     ) -> Plan:
         plan = super().__new__(cls, (calls, rejections))
-        plan.skipped = skipped
+        if skipped is not None:
+            plan.skipped = skipped
         return plan
 
     @property
@@ -119,6 +120,30 @@ class Plan(tuple[list[Call], list[Rejection]]):
     @property
     def rejections(self) -> list[Rejection]:
         return self[1]
+
+
+_new_object = object.__new__
+_new_tuple = tuple.__new__
+
+
+def _made_call(
+    mapping: str, action: str, path: str, message_id: str, body: dict[str, Any], batchable: bool
+) -> Call:
+    """`Call(...)` for the one call of every plain event: a frozen dataclass's __init__ sets
+    its six fields through object.__setattr__ one by one (0.75 µs), these are written at once
+    (0.4 µs). A test holds the two to the same fields."""
+    call = _new_object(Call)
+    call.__dict__.update(
+        mapping=mapping, action=action, path=path, message_id=message_id, body=body,
+        batchable=batchable,
+    )  # fmt: skip
+    return call
+
+
+def _plan(calls: list[Call], rejections: list[Rejection]) -> Plan:
+    """`Plan(calls, rejections)` of an event not skipped, without a call of Plan.__new__ in
+    Python (0.35 -> 0.15 µs an event): `skipped` stays the class's None."""
+    return _new_tuple(Plan, (calls, rejections))
 
 
 def compile_fields(field_json: MappingABC[str, Any], where: str) -> dict[str, FieldGetter]:
@@ -557,7 +582,7 @@ def _map_plain_track(event: dict[str, Any], mapping: Mapping, app_code: str) -> 
         if sent_as_is
         else build_track_element(payload, app_code)
     )
-    return Call(
+    return _made_call(
         mapping.name, TRACK_EVENT, POST_EVENTS_PATH, _message_id(event), element,
         mapping.enable_batching,
     )  # fmt: skip
@@ -627,7 +652,7 @@ def plan_calls(event: MappingABC[str, Any], mappings: Sequence[Mapping], app_cod
             continue
         make = functools.partial(map_event, event, mapping, app_code)
         _map_guarded(make, mapping.name, mapping.action, event, calls, rejections)
-    return Plan(calls, rejections)
+    return _plan(calls, rejections)
 
 
 def _map_guarded(

@@ -26,7 +26,10 @@ from worker.mapping import (
     REQUIRED_FIELDS,
     Call,
     MappingRejected,
+    Plan,
     Rejection,
+    _made_call,
+    _plan,
     compile_fields,
     map_delete,
     map_event,
@@ -724,3 +727,19 @@ def test_a_plain_event_with_any_rfc3339_like_timestamp_maps_as_the_general_path_
     assert _outcome(lambda: map_event(event, mapping, APP_CODE)) == _outcome(
         lambda: map_event_in_full(event, mapping, APP_CODE)
     )
+
+
+def test_the_preset_paths_call_has_the_fields_a_call_made_as_a_dataclass_has() -> None:
+    args = ("m", TRACK_EVENT, "post-events", "id-1", {"a": 1}, True)
+    made = _made_call(*args)
+    assert vars(made) == vars(Call(*args))
+    assert made == Call(*args) and made.encoded() == Call(*args).encoded()
+
+
+def test_a_plan_made_without_its_constructor_is_a_plan_not_skipped() -> None:
+    calls: list[Call] = []
+    rejections: list[Rejection] = []
+    plan = _plan(calls, rejections)
+    assert type(plan) is Plan and plan == Plan(calls, rejections)
+    assert plan.calls is calls and plan.rejections is rejections and plan.skipped is None
+    assert Plan([], [], "integrations").skipped == "integrations"
