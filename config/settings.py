@@ -391,7 +391,9 @@ class Settings:
         "how long a dead drain task blocks its shard (longer than `PUSHWOOSH_TIMEOUT_S`)",
     )  # fmt: skip
     pump_interval_s: float = setting(
-        "PUMP_INTERVAL_S", 0.2, _seconds(), "how often each worker looks for shards with work",
+        "PUMP_INTERVAL_S", 0.2, _seconds(),
+        "how often each worker looks for shards with work while any stream has events; an idle "
+        "worker waits in Redis for the next event (a second at most)",
     )  # fmt: skip
     port: int = setting(
         "PORT", 8000, fields.Integer(validate=validate.Range(1, 65535)), "ingest port",

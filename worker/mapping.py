@@ -103,13 +103,14 @@ class Plan(tuple[list[Call], list[Rejection]]):
     """(calls, rejections) of one event, plus `skipped`: why it made no call at all, if it was
     switched off for this destination ("integrations"); None otherwise."""
 
-    skipped: str | None
+    skipped: str | None = None
 
     def __new__(
         cls, calls: list[Call], rejections: list[Rejection], skipped: str | None = None
     ) -> Plan:
         plan = super().__new__(cls, (calls, rejections))
-        plan.skipped = skipped
+        if skipped is not None:
+            plan.skipped = skipped
         return plan
 
     @property
@@ -119,6 +120,30 @@ class Plan(tuple[list[Call], list[Rejection]]):
     @property
     def rejections(self) -> list[Rejection]:
         return self[1]
+
+
+_new_object = object.__new__
+_new_tuple = tuple.__new__
+
+
+def _made_call(
+    mapping: str, action: str, path: str, message_id: str, body: dict[str, Any], batchable: bool
+) -> Call:
+    """`Call(...)` for the one call of every plain event: a frozen dataclass's __init__ sets
+    its six fields through object.__setattr__ one by one (0.75 µs), these are written at once
+    (0.4 µs). A test holds the two to the same fields."""
+    call = _new_object(Call)
+    call.__dict__.update(
+        mapping=mapping, action=action, path=path, message_id=message_id, body=body,
+        batchable=batchable,
+    )  # fmt: skip
+    return call
+
+
+def _plan(calls: list[Call], rejections: list[Rejection]) -> Plan:
+    """`Plan(calls, rejections)` of an event not skipped, without a call of Plan.__new__ in
+    Python (0.35 -> 0.15 µs an event): `skipped` stays the class's None."""
+    return _new_tuple(Plan, (calls, rejections))
 
 
 def compile_fields(field_json: MappingABC[str, Any], where: str) -> dict[str, FieldGetter]:
@@ -383,13 +408,17 @@ def build_profile_body(payload: MappingABC[str, Any]) -> dict[str, Any]:
 
 def build_track_element(payload: MappingABC[str, Any], app_code: str) -> dict[str, Any]:
     """One `post-events` element E; a batch is a list of these, built by this same function."""
+    return _track_element(payload, app_code, normalize_timestamp(payload["timestamp"]))
+
+
+def _track_element(payload: MappingABC[str, Any], app_code: str, timestamp: str) -> dict[str, Any]:
     element: dict[str, Any] = {"user_id": payload["external_id"]}
     for key in ("device_id", "device_platform"):
         if key in payload:
             element[key] = payload[key]
     element["app_code"] = app_code
     element["name"] = payload["name"]
-    element["timestamp"] = normalize_timestamp(payload["timestamp"])
+    element["timestamp"] = timestamp
     if "properties" in payload:
         element["attributes"] = dict(payload["properties"])
     return element
@@ -425,6 +454,37 @@ def normalize_timestamp(value: Any) -> str:
     if isinstance(value, bool) or not is_number(value):
         raise MappingRejected(f"timestamp must be a date, got {_type_name(value)}")
     return _from_epoch(Decimal(repr(value)), repr(value))
+
+
+# The usual timestamp in its parts, ASCII digits only: see plain_rfc3339.
+_RFC3339_PARTS: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2}))",
+    re.ASCII,
+)
+_DAYS_IN_MONTH: Final = ("", "31", "29", "31", "30", "31", "30", "31", "31", "30", "31", "30", "31")
+
+
+def plain_rfc3339(text: str) -> bool:
+    """Whether `text` is an RFC 3339 date-time whose every part is in its usual range, on a
+    real day of the years 1 to 9999: a date-like text for Segment (`is_date_like`) that
+    `normalize_timestamp` sends unchanged, told in one look instead of those two checks (about
+    1.5 µs, for every event). False says nothing: the general checks decide (an offset of
+    +00:60, a second 60, year 0). A property test holds it to them."""
+    match = _RFC3339_PARTS.fullmatch(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second, zone_hour, zone_minute = match.groups("0")
+    # Two ASCII digits each (a missing zone part is "0"): the texts compare as their numbers.
+    if not (
+        "01" <= month <= "12" and "01" <= day <= _DAYS_IN_MONTH[int(month)] and hour <= "23"
+        and minute <= "59" and second <= "59" and zone_hour <= "23" and zone_minute <= "59"
+        and year != "0000"
+    ):  # fmt: skip
+        return False
+    if month == "02" and day == "29":
+        number = int(year)
+        return number % 4 == 0 and (number % 100 != 0 or number % 400 == 0)
+    return True
 
 
 def _real_date(value: str, fraction: str) -> bool:
@@ -500,8 +560,12 @@ def _map_plain_track(event: dict[str, Any], mapping: Mapping, app_code: str) -> 
     user_id, name, timestamp = event.get("userId"), event.get("event"), event.get("timestamp")
     if not (
         type(user_id) is str and user_id and type(name) is str and name
-        and type(timestamp) is str and timestamp and is_date_like(timestamp)
+        and type(timestamp) is str and timestamp
     ):  # fmt: skip
+        return None
+    # The usual timestamp is checked once and sent as it is; any other takes both checks.
+    sent_as_is = plain_rfc3339(timestamp)
+    if not (sent_as_is or is_date_like(timestamp)):
         return None
     payload: dict[str, Any] = {"external_id": user_id}
     if not _plain_device(event, payload):
@@ -513,8 +577,12 @@ def _map_plain_track(event: dict[str, Any], mapping: Mapping, app_code: str) -> 
         if type(properties) is not dict:
             return None
         payload["properties"] = properties
-    element = build_track_element(payload, app_code)
-    return Call(
+    element = (
+        _track_element(payload, app_code, timestamp)
+        if sent_as_is
+        else build_track_element(payload, app_code)
+    )
+    return _made_call(
         mapping.name, TRACK_EVENT, POST_EVENTS_PATH, _message_id(event), element,
         mapping.enable_batching,
     )  # fmt: skip
@@ -584,7 +652,7 @@ def plan_calls(event: MappingABC[str, Any], mappings: Sequence[Mapping], app_cod
             continue
         make = functools.partial(map_event, event, mapping, app_code)
         _map_guarded(make, mapping.name, mapping.action, event, calls, rejections)
-    return Plan(calls, rejections)
+    return _plan(calls, rejections)
 
 
 def _map_guarded(

@@ -167,3 +167,24 @@ def test_commands_sent_together_answer_in_order_with_errors_in_place(
     assert replies[0] == 2 and replies[2] == b"x"
     assert isinstance(replies[1], redis.ResponseError)
     assert lane.execute("LLEN", f"{key_prefix}:list") == 2
+
+
+def test_commands_sent_together_leave_in_one_write(
+    client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a lane with a connection made (its handshake sent), which counts what it sends
+    lane = Lane(client.connection_pool)
+    lane.execute("PING")
+    writes: list[int] = []
+    conn_class = client.connection_pool.connection_class
+    send = conn_class.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        writes.append(len(command) if isinstance(command, list) else 1)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(conn_class, "send_packed_command", counted)
+    # When three commands go together
+    replies = lane.execute_many([("EXISTS", f"{key_prefix}:{n}") for n in range(3)])
+    # Then they left as one buffer, and each has its reply
+    assert writes == [1] and replies == [0, 0, 0]

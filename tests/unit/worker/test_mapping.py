@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.directives import ABSENT, DirectiveError
+from config.jsdate import is_date_like
 from config.mapping_file import preset_mappings
 from config.mappings import (
     ACTION_SCHEMAS,
@@ -25,12 +26,16 @@ from worker.mapping import (
     REQUIRED_FIELDS,
     Call,
     MappingRejected,
+    Plan,
     Rejection,
+    _made_call,
+    _plan,
     compile_fields,
     map_delete,
     map_event,
     map_event_in_full,
     normalize_timestamp,
+    plain_rfc3339,
     plan_calls,
     remove_empty_values,
     resolve_payload,
@@ -665,3 +670,75 @@ def test_a_plain_event_with_one_value_changed_maps_as_the_general_path_does(
     assert _outcome(lambda: map_event(event, mapping, APP_CODE)) == _outcome(
         lambda: map_event_in_full(event, mapping, APP_CODE)
     )
+
+
+def _two_digits(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(low, high).map("{:02d}".format)
+
+
+# RFC 3339's shape with every part a little out of its range now and then, and its near misses.
+_RFC3339_LIKE = st.builds(
+    "{}-{}-{}T{}:{}:{}{}{}".format,
+    st.sampled_from(["0000", "0001", "1900", "2000", "2023", "2024", "9999",
+                     "\uff12\uff10\uff12\uff14"]),
+    _two_digits(0, 13), _two_digits(0, 32), _two_digits(0, 25), _two_digits(0, 61),
+    _two_digits(0, 61),
+    st.sampled_from(["", ".", ".1", ".123", ".1234567891"]),
+    st.sampled_from(["Z", "z", "", "+00:00", "-00:00", "+00:60", "+23:59", "+24:00", "-25:00",
+                     "+0200", "+02", "+0\u0662:00"]),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_RFC3339_LIKE)
+def test_a_plain_rfc3339_timestamp_is_date_like_and_sent_unchanged(text: str) -> None:
+    if plain_rfc3339(text):
+        assert is_date_like(text)
+        assert normalize_timestamp(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-05-01T12:05:00.000Z", "2024-05-01T12:05:00Z", "2024-02-29T23:59:59.123456789+23:59",
+     "2000-02-29T00:00:00-00:00", "0001-01-31T00:00:00Z", "9999-12-31T23:59:59.999Z"],
+)  # fmt: skip
+def test_the_usual_timestamps_are_plain_rfc3339(text: str) -> None:
+    assert plain_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2024-04-31T00:00:00Z",
+     "2024-05-01T12:05:00+00:60", "2024-05-01T12:05:60Z", "0000-01-01T00:00:00Z",
+     "2024-05-01T12:05:00", "2024-05-01T12:05:00z"],
+)  # fmt: skip
+def test_odd_timestamps_are_left_to_the_general_checks(text: str) -> None:
+    assert not plain_rfc3339(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(timestamp=_RFC3339_LIKE)
+def test_a_plain_event_with_any_rfc3339_like_timestamp_maps_as_the_general_path_does(
+    timestamp: str,
+) -> None:
+    event = {**json.loads(json.dumps(_PLAIN_EVENT)), "timestamp": timestamp}
+    (mapping,) = [m for m in preset_mappings(True) if m.action == TRACK_EVENT]
+    assert _outcome(lambda: map_event(event, mapping, APP_CODE)) == _outcome(
+        lambda: map_event_in_full(event, mapping, APP_CODE)
+    )
+
+
+def test_the_preset_paths_call_has_the_fields_a_call_made_as_a_dataclass_has() -> None:
+    args = ("m", TRACK_EVENT, "post-events", "id-1", {"a": 1}, True)
+    made = _made_call(*args)
+    assert vars(made) == vars(Call(*args))
+    assert made == Call(*args) and made.encoded() == Call(*args).encoded()
+
+
+def test_a_plan_made_without_its_constructor_is_a_plan_not_skipped() -> None:
+    calls: list[Call] = []
+    rejections: list[Rejection] = []
+    plan = _plan(calls, rejections)
+    assert type(plan) is Plan and plan == Plan(calls, rejections)
+    assert plan.calls is calls and plan.rejections is rejections and plan.skipped is None
+    assert Plan([], [], "integrations").skipped == "integrations"

@@ -95,10 +95,11 @@ def test_an_unexpected_error_in_one_mapping_is_a_mapping_error_and_others_still_
         "timestamp": "2024-05-01T12:05:00.000Z",
     }
 
-    def explode(payload: object, app_code: str) -> dict[str, object]:
+    def explode(payload: object, app_code: str, timestamp: str) -> dict[str, object]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("worker.mapping.build_track_element", explode)
+    # Where both paths build a track element: the general one and the preset's shortcut.
+    monkeypatch.setattr("worker.mapping._track_element", explode)
     calls, rejections = plan_calls(event, mappings, "ABCDE-12345")
     assert [c.mapping for c in calls] == ["b"]
     assert [(r.mapping, r.code, r.reason) for r in rejections] == [
