@@ -21,7 +21,7 @@ import select
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -169,59 +169,46 @@ class Lane:
         `resend` False: sent at most once; a connection error (after which the script may or
         may not have run) is raised, not retried.
         """
-        conn = self._take()
-        try:
-            if resend:
-                reply = conn.retry.call_with_retry(
-                    lambda: _evalsha(conn, sha, text, keys, args), lambda _error: conn.disconnect()
-                )
-            else:
-                reply = _evalsha(conn, sha, text, keys, args)
-        except redis.ResponseError:
-            self._give_back(conn)  # the error was the reply: nothing is left unread
-            raise
-        except BaseException:
-            conn.disconnect()
-            self._give_back(conn)  # reconnects on its next command
-            raise
-        self._give_back(conn)
-        return reply
+        return self._on_a_connection(
+            lambda conn: _evalsha(conn, sha, text, keys, args), resend=resend
+        )
 
     def execute(self, *command: Any) -> Any:
         """One command, as `client.execute_command` would send it, answered unparsed (the
         RESP2 reply as the connection reads it); sent again after a connection error as
         redis-py would (the client's retry policy), so only for commands safe to repeat."""
-        conn = self._take()
-        try:
-            reply = conn.retry.call_with_retry(
-                lambda: _call(conn, command), lambda _error: conn.disconnect()
-            )
-        except redis.ResponseError:
-            self._give_back(conn)  # the error was the reply: nothing is left unread
-            raise
-        except BaseException:
-            conn.disconnect()
-            self._give_back(conn)  # reconnects on its next command
-            raise
-        self._give_back(conn)
-        return reply
+        return self._on_a_connection(lambda conn: _call(conn, command))
 
     def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands sent in one write, their replies read in order, unparsed; an error reply
         is returned in its command's place (as redis-py's `execute(raise_on_error=False)`
         does), so one broken key does not hide the other replies. Sent again after a
         connection error, as `execute`: only for commands safe to repeat."""
+        replies: list[Any] = self._on_a_connection(lambda conn: _call_many(conn, commands))
+        return replies
+
+    def _on_a_connection(self, send: Callable[[Any], Any], *, resend: bool = True) -> Any:
+        """`send(conn)` on an idle connection (sent again after a connection error, under the
+        client's retry policy, unless `resend` is False). An error reply leaves nothing unread
+        and the connection is kept; any other failure may leave a reply unread, so the
+        connection is closed (it reconnects on its next command)."""
         conn = self._take()
         try:
-            replies: list[Any] = conn.retry.call_with_retry(
-                lambda: _call_many(conn, commands), lambda _error: conn.disconnect()
-            )
+            if resend:
+                reply = conn.retry.call_with_retry(
+                    lambda: send(conn), lambda _error: conn.disconnect()
+                )
+            else:
+                reply = send(conn)
+        except redis.ResponseError:
+            self._give_back(conn)  # the error was the reply: nothing is left unread
+            raise
         except BaseException:
             conn.disconnect()
-            self._give_back(conn)  # reconnects on its next command
+            self._give_back(conn)
             raise
         self._give_back(conn)
-        return replies
+        return reply
 
     def _take(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
