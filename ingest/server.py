@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from typing import Any, Final, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+# How often a worker tells gunicorn's master it is alive (and checks the master still is).
+NOTIFY_S: Final = 5.0
 # A request's line and headers together; Segment's senders send well under 2 KB.
 MAX_HEAD_BYTES: Final = 64 * 1024
 _HEAD_TOO_LARGE_BODY: Final = (
@@ -166,7 +170,25 @@ class IngestWorker(UvicornWorker):  # type: ignore[misc]
         # Up to GUNICORN_WORKER_CONNECTIONS requests at once per process; beyond, uvicorn
         # answers 503, which every Segment sender retries.
         self.config.limit_concurrency = self.cfg.worker_connections
+        # A worker ends its own graceful shutdown as gunicorn's master would (uvicorn waits
+        # for every open request for ever otherwise), and tells the master it is alive every
+        # few seconds, which is also when it notices a master gone.
+        self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
+        self.config.timeout_notify = min(NOTIFY_S, self.timeout / 2)
         # An access line per request only when GUNICORN_ACCESS_LOG asks for them: uvicorn
         # writes one whenever its access logger has a handler.
         if not (self.cfg.accesslog and self.log.access_log.isEnabledFor(logging.INFO)):
             logging.getLogger("uvicorn.access").handlers = []
+
+    async def callback_notify(self) -> None:
+        """Tell the master this worker is alive; shut down when the master is gone.
+
+        gunicorn's own workers stop when their parent changes; uvicorn's worker does not, so a
+        worker whose master was killed outright would serve, and hold the metrics port it
+        inherited, for ever. It now stops within NOTIFY_S, gracefully (uvicorn's SIGTERM).
+        """
+        if self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        await super().callback_notify()
