@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import os
 import select
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -135,13 +134,14 @@ class Lane:
 
     What redis-py does around every command cost more CPU than the command itself on ingest's
     request path: handing out a pooled connection, it polls the socket for unread data or a
-    close by the server (under gevent an emulated poll that creates, starts and stops an
-    event-loop watcher), takes the pool's lock and records observability counters; then come
-    the command's wrapper layers. Measured in a gevent-patched process against a local Redis:
-    about 105 µs of client CPU per EVALSHA of the publish script, 31 µs through a lane.
+    close by the server (when ingest ran under gevent, an emulated poll that created, started
+    and stopped an event-loop watcher), takes the pool's lock and records observability
+    counters; then come the command's wrapper layers. Measured in a gevent-patched process
+    against a local Redis: about 105 µs of client CPU per EVALSHA of the publish script, 31 µs
+    through a lane.
 
-    A lane makes the same check with the operating system's own poll, which never blocks with
-    a timeout of 0 (so it needs no event loop); a connection that is readable before a command
+    A lane makes the same check with one poll of its own, which never blocks with a timeout
+    of 0; a connection that is readable before a command
     (the server closed it, or it holds bytes nobody asked for) is reconnected, as the pool does.
     Commands go through each connection's own methods, so its health check (a PING after
     health_check_interval idle), timeouts, Sentinel's choice of the primary and the client's
@@ -153,7 +153,6 @@ class Lane:
         self._pool = pool
         self._idle: list[Any] = []
         self._pid = os.getpid()
-        self._poll = _system_poll()
 
     def evalsha(
         self,
@@ -228,7 +227,7 @@ class Lane:
             return False  # not connected: sending connects it
         if hasattr(sock, "pending") and sock.pending():  # TLS: decrypted bytes buffered
             return True
-        poller = self._poll()
+        poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         return bool(poller.poll(0))
 
@@ -243,15 +242,6 @@ class Lane:
             except IndexError:
                 return
             conn.disconnect()
-
-
-def _system_poll() -> Any:
-    """The operating system's poll, also in a process gevent patched (where select.poll waits
-    through the event loop)."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None:
-        return monkey.get_original("select", "poll")
-    return select.poll
 
 
 def _evalsha(conn: Any, sha: str, text: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -269,14 +259,9 @@ def _call(conn: Any, command: tuple[Any, ...]) -> Any:
 
 
 def _call_many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    if getattr(conn, "_sock", None) is None:
-        conn.connect()
-    if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
-        # One buffer: redis-py sends each item of the list with a sendall of its own (and a
-        # poll before each), nine system calls for the pump's look instead of one.
-        conn.send_packed_command([b"".join([_hiredis_pack(command) for command in commands])])
-    else:
-        conn.send_packed_command(conn.pack_commands(commands))
+    if not commands:
+        return []
+    _send(conn, *commands)
     replies: list[Any] = []
     for _ in commands:
         try:
@@ -286,12 +271,15 @@ def _call_many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     return replies
 
 
-def _send(conn: Any, command: tuple[Any, ...]) -> None:
-    """`conn.send_command(*command)`, packed by hiredis directly where redis-py would use it.
+def _send(conn: Any, *commands: tuple[Any, ...]) -> None:
+    """`commands` in one write, packed by hiredis directly where redis-py would use it.
 
     redis-py's hiredis packer hands the arguments to `hiredis.pack_command` after copying them
     through a generator (for the bytearrays and memoryviews the lane never sends): about 5 of its
-    8 µs for the publish script's arguments. The bytes sent are the same.
+    8 µs for the publish script's arguments. The bytes sent are the same. And redis-py sends
+    each item of the list it is handed with a sendall of its own (and a poll before each):
+    several commands are joined into one buffer first, one system call for the pump's look
+    instead of nine.
 
     An unconnected connection is first connected by its own `connect`, as the pool does when
     it hands one out: Sentinel's asks the sentinels for the primary there, where sending alone
@@ -300,6 +288,7 @@ def _send(conn: Any, command: tuple[Any, ...]) -> None:
     if getattr(conn, "_sock", None) is None:
         conn.connect()
     if _hiredis_pack is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS:
-        conn.send_packed_command([_hiredis_pack(command)])
+        packed = [_hiredis_pack(command) for command in commands]
+        conn.send_packed_command([packed[0] if len(packed) == 1 else b"".join(packed)])
     else:
-        conn.send_command(*command)
+        conn.send_packed_command(conn.pack_commands(commands))
