@@ -28,7 +28,7 @@ from worker.observer import GuardedObserver
 from worker.pushwoosh import Reply
 from worker.ratelimit import SharedRateLimit
 from worker.report import DrainReport
-from worker.retries import RetryRecord, RetrySchedule
+from worker.retries import RETRIES_PER_ROUND, RetryRecord, RetrySchedule
 from worker.runtime import Runtime
 from worker.settlement import Settlement
 
@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 # A parked call whose user still waits on an older one is looked at again this much later.
 HOLD_RECHECK_MS: Final = 1000
+# The retry schedule is read at most this often (Redis time): every record this drain parks
+# is looked at again from its due time on, and one written by someone else (a replay from the
+# dead-letter queue) within this long. Reading it on every step was a round trip a step.
+RETRY_LOOK_MS: Final = 100
 # Below this much lease left, a send first renews the lease.
 MIN_SEND_WINDOW_S: Final = 2.0
 WAITING_FOR_BACKOFF: Final = "waiting for the back-off"
@@ -66,6 +70,7 @@ class ShardDelivery:
         probe_ttl_s = settings.pushwoosh_timeout_s + 5
         self.circuit = Circuit(client, runtime.keys, self._policy, rng, probe_ttl_s)
         self._holds = Holds()
+        self._next_retry_look_ms = 0  # when to read the retry schedule next
         self._secrets = maskable(settings.secrets())
         self._rate_limit = SharedRateLimit(
             client, runtime.keys.rate_limit, settings.rate_limit_requests_per_s,
@@ -166,6 +171,7 @@ class ShardDelivery:
         record = RetryRecord.of(out, retry_id, attempts, status, park.reason)
         self._unschedule(out)
         self._work.schedule(record, park.due_ms, self._clock.now_ms(), retried)
+        self._look_at_retries_by(park.due_ms)
         self._holds.add(record.id, record.order, record.pairs, park.due_ms)
         self._observer.on_parked(out.request, park.due_ms, attempts, park.reason)
         self.report.parked += out.size
@@ -198,17 +204,24 @@ class ShardDelivery:
             self._holds.remove(out.retry_id)
 
     # -- the retry schedule --------------------------------------------------------------------
+    def _look_at_retries_by(self, due_ms: int) -> None:
+        self._next_retry_look_ms = min(self._next_retry_look_ms, due_ms)
+
     def send_due_retries(self) -> None:
         now_ms = self._clock.now_ms()
-        if self.circuit.open_until_ms(now_ms) > now_ms:
+        if self.circuit.open_until_ms(now_ms) > now_ms or now_ms < self._next_retry_look_ms:
             return
+        due = self._retries.due(now_ms)
+        # A full round may leave more due: the next step looks again.
+        self._next_retry_look_ms = now_ms + (RETRY_LOOK_MS if len(due) < RETRIES_PER_ROUND else 0)
         # Oldest first by stream order, so each user's calls go in the order they came.
-        for record in sorted(self._retries.due(now_ms), key=lambda r: r.order):
+        for record in sorted(due, key=lambda r: r.order):
             if self._holds.blocked(record.id):
                 ahead_ms = self._holds.wait_until_ms(record.pairs, exclude=record.id)
                 due_ms = max(ahead_ms, now_ms + HOLD_RECHECK_MS)
                 self._work.reschedule(record.id, due_ms)
                 self._holds.set_due(record.id, due_ms)
+                self._look_at_retries_by(due_ms)
             else:
                 self._send(record.outgoing())
 
