@@ -246,3 +246,94 @@ def test_replaying_a_dead_letter_with_a_numeric_user_id_on_several_shards(
     assert letter.id.startswith(f"{shard}/")
     assert queue.replay(letter, now_ms()) is True
     assert runtime.redis.xlen(runtime.keys.stream(shard)) == 1  # back on its own shard
+
+
+class _SteppedClock:
+    """Redis-like wall time the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.ms = now_ms()
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def monotonic_s(self) -> float:
+        return self.ms / 1000
+
+
+def test_the_retry_schedule_is_read_at_most_every_look_interval_unless_a_park_is_due(
+    redis_url, key_prefix, stub, monkeypatch
+):
+    from worker.delivery import RETRY_LOOK_MS
+    from worker.retries import RetrySchedule
+
+    runtime = make_runtime(redis_url, key_prefix, stub)
+    looks: list[int] = []
+    real_due = RetrySchedule.due
+    monkeypatch.setattr(
+        RetrySchedule, "due", lambda self, now: looks.append(now) or real_due(self, now)
+    )
+    clock = _SteppedClock()
+    delivery = ShardDrainer(runtime, 0, clock=clock)._delivery
+    delivery.send_due_retries()
+    delivery.send_due_retries()  # same moment: not read again
+    clock.ms += RETRY_LOOK_MS - 1
+    delivery.send_due_retries()
+    assert len(looks) == 1
+    clock.ms += 1
+    delivery.send_due_retries()
+    assert len(looks) == 2
+    # A park due sooner than the next look is looked at from its due time on.
+    delivery._look_at_retries_by(clock.ms + 10)
+    clock.ms += 10
+    delivery.send_due_retries()
+    assert len(looks) == 3
+
+
+def _trickle(runtime: Runtime, drainer: ShardDrainer, events: int) -> list[int]:
+    """Run `drainer` while events arrive one by one (2 ms apart); the sizes of its reads."""
+    reads: list[int] = []
+    real_read = drainer._read
+
+    def counted(start: str, block_ms: int) -> list:
+        entries = real_read(start, block_ms)
+        if start == ">" and entries:
+            reads.append(len(entries))
+        return entries
+
+    drainer._read = counted  # type: ignore[method-assign]
+    enqueue(runtime, [])  # the stream and its group, before the drain looks
+    draining = threading.Thread(target=drainer.run)
+    draining.start()
+    for i in range(events):
+        enqueue(runtime, [track(i)])
+        time.sleep(0.002)
+    draining.join(timeout=30)
+    return reads
+
+
+def test_events_arriving_one_by_one_are_read_together_while_a_partial_batch_waits(
+    redis_url, key_prefix, stub
+):
+    runtime = make_runtime(
+        redis_url, key_prefix, stub, PUSHWOOSH_BATCH_FLUSH_DELAY_S="1", DRAIN_SLICE_S="1.5"
+    )
+    naps: list[float] = []
+    drainer = ShardDrainer(runtime, 0, sleep=lambda s: naps.append(s) or time.sleep(s))
+    reads = _trickle(runtime, drainer, 100)
+    assert sent_indexes(stub.snapshot()) == list(range(100))  # all of them, in order
+    assert sum(reads) == 100
+    # A step per read: about one per 20 ms gathered, not one per event.
+    assert len(reads) <= 40, reads
+    assert naps and max(naps) <= 0.02
+
+
+def test_with_no_flush_delay_reads_are_not_delayed(redis_url, key_prefix, stub):
+    runtime = make_runtime(
+        redis_url, key_prefix, stub, PUSHWOOSH_BATCH_FLUSH_DELAY_S="0", DRAIN_SLICE_S="1"
+    )
+    naps: list[float] = []
+    drainer = ShardDrainer(runtime, 0, sleep=lambda s: naps.append(s) or time.sleep(s))
+    _trickle(runtime, drainer, 30)
+    assert sorted(sent_indexes(stub.snapshot())) == list(range(30))
+    assert naps == []
