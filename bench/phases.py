@@ -40,14 +40,17 @@ class Sizes:
     backlog: int
     http_fill_budget_s: float
     slow_clients_s: float
+    cost_events: int  # events per run of the worker's CPU per event (`cost_runs`)
 
 
-FULL = Sizes(10_000, 10, 12, 200_000, 20_000, 30, 1_000_000, 90, 30)
-QUICK = Sizes(600, 1.5, 2.5, 50_000, 1_000, 4, 30_000, 6, 3)
-SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3, 1.5)
+FULL = Sizes(10_000, 10, 12, 200_000, 20_000, 30, 1_000_000, 90, 30, 50_000)
+QUICK = Sizes(600, 1.5, 2.5, 50_000, 1_000, 4, 30_000, 6, 3, 20_000)
+SMOKE = Sizes(200, 0.8, 1.0, 2_000, 200, 1.5, 5_000, 3, 1.5, 2_000)
 SLOW_CONNECTIONS = 64
 # `--cost-only`: (events in /v1/batch posts, single-event /webhook posts, backlog drained).
 # Ingest's CPU alone, no worker on the cores: (events in /v1/batch posts, single-event posts).
+INGEST_CPU_RUNS = 3
+COST_RUNS = 3
 INGEST_CPU_EVENTS = {"full": (50_000, 20_000), "quick": (20_000, 5_000), "smoke": (2_000, 300)}
 COST_SIZES = {"full": (50_000, 5_000, 50_000), "quick": (20_000, 2_000, 20_000),
               "smoke": (2_000, 200, 2_000)}  # fmt: skip
@@ -122,6 +125,19 @@ def measured_end_to_end(
     return result
 
 
+def cost_runs(stack: Stack, port: int, route: str, events: int) -> dict[str, Any]:
+    """`measured_end_to_end` COST_RUNS times; the CPU per event of the run in which the worker
+    spent least (the fastest run, as for ingest alone: `ingest_cpu`), every run's kept."""
+    runs = []
+    for run in range(COST_RUNS):
+        result = measured_end_to_end(stack, port, route, f"cost-{route}-{run}", events)
+        progress(f"cost: {route}: {result['events_per_s']:,.0f} events/s end to end; "
+                 f"{_cpu_line(result['cpu_us'])}")  # fmt: skip
+        runs.append(result["cpu_us"])
+    fastest: dict[str, Any] = min(runs, key=lambda r: r.get("worker", math.inf))
+    return fastest | {"runs_us": {"worker": [r.get("worker") for r in runs]}}
+
+
 def saturate(stack: Stack, port: int, route: str, tag: str, seconds: float) -> dict[str, Any]:
     per = 1 if route == "webhook" else 100
     cap = int(seconds * (400 if per == 100 else 6000)) + 100  # requests: far above the rate
@@ -177,7 +193,10 @@ def ingest_alone(stack: Stack, port: int, sizes: Sizes) -> dict[str, Any]:
 
 def ingest_cpu(stack: Stack, port: int, events: tuple[int, int]) -> dict[str, Any]:
     """Ingest's CPU per event (per request for single-event posts) with no worker running:
-    closed-loop loads of `events` (batched, single), the events left queued in Redis.
+    closed-loop loads of `events` (batched, single), the events left queued in Redis; each load
+    INGEST_CPU_RUNS times, the fastest run counting (as the unit is the fastest of its timings:
+    on a shared machine, a run takes more CPU for the same work while a neighbour is busy, and
+    the fastest run of each is the one nearest to a quiet machine). Every run is kept.
 
     Measured alone because end to end the worker shares the same cores and a process's CPU
     per unit of work grows with what it shares them with (caches, the scheduler); both are
@@ -189,17 +208,22 @@ def ingest_cpu(stack: Stack, port: int, events: tuple[int, int]) -> dict[str, An
         per = 1 if route == "webhook" else 100
         stack.run_load(f"cpu-warm-{route}", closed_spec(port, route, f"cpu-warm-{route}", 200))
         stack.reset_keys()
-        progress(f"ingest alone: {count} events as {route} posts, for its CPU per event")
-        before = cost.snapshot(trees, stack.redis)
-        load = stack.run_load(
-            f"cpu-{route}", closed_spec(port, route, f"cpu-{route}", count // per)
-        )
-        time.sleep(SETTLE_S)
-        after = cost.snapshot(trees, stack.redis)
-        stored = sum(1 for r in load["records"] if r[measure.STATUS] == 200) * per
-        out[route] = cost.per_event_us(before, after, {"ingest": stored, cost.REDIS: stored})
-        progress(f"ingest alone: {route}: {_cpu_line(out[route])}")
-        stack.reset_keys()
+        runs: list[dict[str, float]] = []
+        for run in range(INGEST_CPU_RUNS):
+            progress(f"ingest alone: {count} events as {route} posts, for its CPU per event")
+            before = cost.snapshot(trees, stack.redis)
+            load = stack.run_load(
+                f"cpu-{route}", closed_spec(port, route, f"cpu-{route}-{run}", count // per)
+            )
+            time.sleep(SETTLE_S)
+            after = cost.snapshot(trees, stack.redis)
+            stored = sum(1 for r in load["records"] if r[measure.STATUS] == 200) * per
+            runs.append(cost.per_event_us(before, after, {"ingest": stored, cost.REDIS: stored}))
+            progress(f"ingest alone: {route}: {_cpu_line(runs[-1])}")
+            stack.reset_keys()
+        out[route] = min(runs, key=lambda r: r.get("ingest", math.inf)) | {
+            "runs_us": {"ingest": [r.get("ingest") for r in runs]}
+        }
     return out
 
 
@@ -237,6 +261,8 @@ def fleet_delivery(
     progress(f"fleet: {sizes.single_events} events as single-event /webhook posts")
     out["webhook"] = measured_end_to_end(stack, port, "webhook", "e2e-hook", sizes.single_events)
     progress(f"fleet: {out['webhook']['events_per_s']:.0f} events/s end to end (webhook)")
+    progress(f"fleet: the worker's CPU per event, {COST_RUNS} runs of {sizes.cost_events} events")
+    out["batch_cost"] = cost_runs(stack, port, "batch", sizes.cost_events)
     rate_eps = out["batch"]["events_per_s"] / 2
     progress(f"fleet: sustained {rate_eps:.0f} events/s (half of end-to-end) for {sizes.lag_s} s")
     stack.standin_reset()
@@ -371,14 +397,16 @@ def cost_only(stack: Stack, port: int, mode: str, trips: cost.RoundTrips) -> dic
     stack.start_worker("worker", "worker")
     warm_up(stack, port, "cw")
     batched, single, backlog_events = COST_SIZES[mode]
-    for route, events in (("batch", batched), ("webhook", single)):
-        trips.sample()
-        progress(f"cost: {events} events as {route} posts through ingest and the worker")
-        result = measured_end_to_end(stack, port, route, f"cost-{route}", events)
-        out[route] = result["cpu_us"]
-        trips.sample()
-        progress(f"cost: {route}: {result['events_per_s']:,.0f} events/s end to end; "
-                 f"{_cpu_line(out[route])}")  # fmt: skip
+    trips.sample()
+    progress(f"cost: {batched} events as batch posts through ingest and the worker")
+    out["batch"] = cost_runs(stack, port, "batch", batched)
+    trips.sample()
+    progress(f"cost: {single} events as webhook posts through ingest and the worker")
+    result = measured_end_to_end(stack, port, "webhook", "cost-webhook", single)
+    out["webhook"] = result["cpu_us"]
+    progress(f"cost: webhook: {result['events_per_s']:,.0f} events/s end to end; "
+             f"{_cpu_line(out['webhook'])}")  # fmt: skip
+    trips.sample()
     stack.standin_reset()
     trees = {"worker": stack.main_pid("worker")}
     before = cost.snapshot(trees, stack.redis)
