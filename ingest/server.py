@@ -24,6 +24,8 @@ from typing import Any, Final, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+from ingest.deadlines import SweptDeadlines
+
 # How often a worker tells gunicorn's master it is alive (and checks the master still is).
 NOTIFY_S: Final = 5.0
 # A request's line and headers together; Segment's senders send well under 2 KB.
@@ -40,22 +42,29 @@ _HEAD_TOO_LARGE: Final = (
 
 
 class IngestProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, with a deadline and a size limit on every request's head."""
+    """uvicorn's HTTP/1.1 protocol, with a deadline and a size limit on every request's head.
 
-    _head_timer: asyncio.TimerHandle | None = None
+    The deadline runs from the connection, or from the previous answer, to the end of the
+    head; it replaces uvicorn's keep-alive timer, which bounded only the wait for the first
+    byte (an idle connection closes at the same moment). Deadlines are kept by one sweep per
+    process (ingest/deadlines.py), not a timer per request.
+    """
+
     _head_bytes = 0
 
     _out: _HeadWithBody
+    _heads: SweptDeadlines[IngestProtocol]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._out = _HeadWithBody(transport)
+        self._heads = _head_deadlines(self.loop, self.timeout_keep_alive)
         super().connection_made(cast(asyncio.Transport, self._out))
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
-        waiting = self._head_timer is not None
+        waiting = self._head_bytes >= 0
         super().data_received(data)
-        if waiting and self._head_timer is not None:  # still in the head after these bytes
+        if waiting and self._head_bytes >= 0:  # still in the head after these bytes
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._stop_waiting()
@@ -68,11 +77,16 @@ class IngestProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        """uvicorn's, with the head deadline where uvicorn armed its keep-alive timer."""
         self._out.answered()
-        # A pipelined request waiting now already has its head in: no deadline for it.
-        next_has_head = bool(self.pipeline)
-        super().on_response_complete()
-        if not next_has_head and not self.transport.is_closing():
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # a pipelined request already has its head in: no deadline for it
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
             self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -80,19 +94,32 @@ class IngestProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _await_head(self) -> None:
-        self._stop_waiting()
         self._head_bytes = 0
-        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+        self._heads.start(self, self.loop)
 
     def _stop_waiting(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_bytes = -1  # not in a head
+        self._heads.stop(self)
 
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
+    def head_too_slow(self) -> None:
+        self._head_bytes = -1
         if not self.transport.is_closing():
             self.transport.close()
+
+
+_heads_by_loop: dict[asyncio.AbstractEventLoop, SweptDeadlines[IngestProtocol]] = {}
+
+
+def _head_deadlines(
+    loop: asyncio.AbstractEventLoop, timeout_s: float
+) -> SweptDeadlines[IngestProtocol]:
+    """The head deadlines of the connections served on `loop` (one per worker process)."""
+    heads = _heads_by_loop.get(loop)
+    if heads is None or heads.timeout_s != timeout_s:
+        for gone in [other for other in _heads_by_loop if other.is_closed()]:
+            del _heads_by_loop[gone]
+        heads = _heads_by_loop[loop] = SweptDeadlines(timeout_s, IngestProtocol.head_too_slow)
+    return heads
 
 
 class _HeadWithBody:
@@ -139,6 +166,20 @@ class _HeadWithBody:
             held, self._held = self._held, b""
             if not self._transport.is_closing():
                 self._transport.write(held)
+
+    # What uvicorn calls on every request, forwarded directly: through __getattr__ each call
+    # first failed an ordinary lookup, building an AttributeError (about 0.45 µs a call).
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

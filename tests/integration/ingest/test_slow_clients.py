@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -138,3 +139,33 @@ def test_headers_over_64_kb_get_431_and_the_connection_closes(ingest: tuple[str,
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["code"] == "headers_too_large"
+
+
+def test_an_idle_connection_closes_at_the_keep_alive_deadline(ingest: tuple[str, int]) -> None:
+    _, port = ingest
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        opened = time.monotonic()
+        assert sock.recv(1) == b""  # the server closed it, saying nothing
+        waited = time.monotonic() - opened
+    # gunicorn's keepalive (5 s), kept by a sweep every 0.25 s
+    assert 4.5 <= waited <= 8.0, waited
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(
+    ingest: tuple[str, int],
+) -> None:
+    _, port = ingest
+    probe = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    missing = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(probe + missing + probe)
+        answer = b""
+        while answer.count(b"HTTP/1.1 ") < 3 or not answer.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+        assert statuses == [b"200", b"404", b"200"]
+        # and the connection stays open for the next request
+        sock.sendall(probe)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")

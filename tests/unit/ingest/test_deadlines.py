@@ -46,7 +46,7 @@ async def _race() -> tuple[bool, bool, bool, bool]:
     await asyncio.sleep(0.05)
     await asyncio.gather(fast, slow)
     # And with nothing left to watch, the sweeping stops
-    return early, outcome["fast"], outcome["slow"], deadlines._sweeping is None
+    return early, outcome["fast"], outcome["slow"], deadlines._waits._sweeping is None
 
 
 def test_a_read_past_its_deadline_is_cancelled_and_told_so_others_are_not() -> None:
