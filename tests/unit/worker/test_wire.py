@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -83,6 +84,9 @@ def test_real_sends_use_the_same_url_and_headers_as_preview_and_ping() -> None:
     )  # fmt: skip
     client = PushwooshClient(settings)
     preview = Endpoint.of(settings).request("post-events", {}, reveal_secrets=True)
-    assert client._headers == preview.headers
-    assert client._endpoint.url("post-events") == preview.url
+    lines = client._head("post-events", 2).decode().split("\r\n")
+    assert lines[0] == f"POST {urlsplit(preview.url).path} HTTP/1.1"
+    sent = dict(line.split(": ", 1) for line in lines[1:] if line)
+    assert {name: sent[name] for name in preview.headers} == preview.headers
+    assert (sent["Host"], sent["Content-Length"]) == ("stub", "2")
     assert isinstance(DryRunSink(settings).send("ping", ping_body()).status, int)
