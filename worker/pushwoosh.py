@@ -218,6 +218,10 @@ class _ReplyReader:
             self.too_large = True
 
     def on_message_complete(self) -> None:
+        if self.parser is not None and self.parser.get_status_code() < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the reply follows it.
+            self.headers, self.body, self.size, self.headers_done = {}, [], 0, False
+            return
         self.complete = True
         # What the reply says of its connection, read now: the parser forgets it afterwards.
         self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
@@ -235,12 +239,14 @@ class _ReplyReader:
 
 
 def _dropped(sock: socket.socket) -> bool:
-    """An idle keep-alive socket that is readable was closed by the server (or sent garbage)."""
+    """An idle keep-alive socket that is readable was closed by the server (or sent garbage).
+    poll, not select: select cannot watch a descriptor numbered 1024 or more."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class DryRunSink:

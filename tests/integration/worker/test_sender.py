@@ -21,8 +21,9 @@ from worker.pushwoosh import MAX_REPLY_BODY_CHARS, PushwooshClient
 
 pytestmark = pytest.mark.integration
 
-# What the server does with one request's bytes on one connection: answer bytes, or None to close.
-Script = Callable[[bytes], bytes | None]
+# What the server does with one request's bytes on one connection: answer bytes (a list: pieces
+# sent 50 ms apart), or None to close.
+Script = Callable[[bytes], bytes | list[bytes] | None]
 
 
 def _ok(body: bytes = b'{"status_code":200}', *extra: bytes) -> bytes:
@@ -75,7 +76,9 @@ class ScriptedServer:
                 if answer is None:
                     conn.close()
                     return
-                conn.sendall(answer)
+                for piece in answer if isinstance(answer, list) else [answer]:
+                    conn.sendall(piece)
+                    time.sleep(0.05)
         conn.close()
 
     def close(self) -> None:
@@ -149,6 +152,14 @@ def test_chunked_and_close_delimited_replies_are_read_whole(serve) -> None:
     assert (after.status, after.body) == (200, "again")
     ports = [port for port, _ in server.requests]
     assert ports[0] == ports[1] != ports[2]  # the closed connection was not reused
+
+
+def test_an_interim_answer_is_skipped_for_the_reply_after_it(serve) -> None:
+    server = serve(lambda _: [b"HTTP/1.1 100 Continue\r\n\r\n", _ok(b"final", b"X-N: 2\r\n")])
+    client = _client(f"http://127.0.0.1:{server.port}")
+    replies = [client.send("/postEvents", {}) for _ in range(2)]
+    assert [(r.status, r.body, r.headers.get("X-N")) for r in replies] == [(200, "final", "2")] * 2
+    assert len({port for port, _ in server.requests}) == 1
 
 
 def test_a_reply_over_64_kb_is_cut_and_its_connection_dropped(serve) -> None:
