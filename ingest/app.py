@@ -55,7 +55,6 @@ Request = falcon.asgi.Request
 Response = falcon.asgi.Response
 App = falcon.asgi.App[Request, Response]
 
-_CHUNK_BYTES = 64 * 1024
 # application/json and any +json type; text/plain because browser senders use it
 # (sendBeacon, no CORS preflight) while still sending JSON.
 _TEXT_TYPES = ("application/json", "text/plain")

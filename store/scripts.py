@@ -141,8 +141,8 @@ class Lane:
     through a lane.
 
     A lane makes the same check with one poll of its own, which never blocks with a timeout
-    of 0; a connection that is readable before a command
-    (the server closed it, or it holds bytes nobody asked for) is reconnected, as the pool does.
+    of 0; a connection that is readable before a command (the server closed it, or it holds
+    bytes nobody asked for) is reconnected, as the pool does.
     Commands go through each connection's own methods, so its health check (a PING after
     health_check_interval idle), timeouts, Sentinel's choice of the primary and the client's
     retry policy apply as before. Any error but an error reply disconnects the connection (it
