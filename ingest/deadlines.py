@@ -1,7 +1,7 @@
 """Deadlines on waits for a client, kept by one sweeping timer per process instead of a timer each.
 
 A request's head must arrive within `keepalive` s of the connection or of the previous answer
-(ingest/server.py), its body within INGEST_BODY_TIMEOUT_S of the head (ingest/app.py). Almost
+(ingest/server.py), its body within INGEST_BODY_TIMEOUT_S of the head (ingest/handler.py). Almost
 every head and body is in microseconds after the wait starts, so a timer per wait (armed, then
 cancelled: 2 to 3.5 µs with uvloop, twice per request) is spent for nothing. Instead each wait
 registers its key and its deadline in a dict; a timer sweeps the dict every SWEEP_S while it

@@ -1,7 +1,7 @@
 """Errors of the ingest package; each carries the HTTP status, code and message it answers with.
 
-The HTTP edge (`ingest.app`) maps them to `{"code": ..., "message": ...}` in one place. Messages
-are shown to senders, so they never contain a write key, a secret or a signature.
+The HTTP edge maps them to `{"code": ..., "message": ...}` in one place (ingest/answers.py).
+Messages are shown to senders, so they never contain a write key, a secret or a signature.
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ class RequestTimeout(IngestError):
     # Segment's SDKs retry a 408 (analytics.js always; the mobile SDKs keep the batch).
     status = 408
     code = "request_timeout"
+
+
+class ClientGone(BadRequest):
+    """Raised when the client disconnects before its whole body arrived: nothing is stored
+    (part of a body might still parse), and no one reads the answer."""
+
+    code = "client_disconnected"
 
 
 class QueueFull(IngestError):

@@ -13,7 +13,7 @@ thread: 64 connections trickling a byte a second leave /healthz and /v1/batch an
 milliseconds (tests/integration/ingest/test_slow_clients.py; with gthread workers, eight such
 connections blocked every thread). Every wait on a client has a deadline: the request line and
 headers within `keepalive` seconds of the connection or of the previous answer (ingest/server.py),
-the body within INGEST_BODY_TIMEOUT_S of the headers (ingest/app.py).
+the body within INGEST_BODY_TIMEOUT_S of the headers (ingest/handler.py).
 
 Metrics: each worker process counts in prometheus-client's multiprocess mode, in a directory the
 master makes fresh at start; the master serves their sum on METRICS_ADDRESS:METRICS_PORT (one

@@ -10,7 +10,7 @@ uvicorn bounds the wait between requests on a keep-alive connection, but not a r
 and headers: a client sending a byte every few seconds would hold its connection for ever. This
 worker's protocol gives them a deadline, `keepalive` seconds from the connection or from the
 previous answer, and a size limit; a connection past either is closed. The body has its own
-deadline, INGEST_BODY_TIMEOUT_S from the headers, which the app enforces (ingest/app.py).
+deadline, INGEST_BODY_TIMEOUT_S from the headers, which the handler enforces (ingest/handler.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Ingest's metrics and event history: a falcon middleware and a publish hook.
+"""Ingest's metrics and event history: what every answer counts, and a publish hook.
 
-The middleware counts every request by route and status and times it; refused requests count
-their events (when they could be read) as rejected by error code, or as shed when the backlog
-is over its limit. `published()` counts accepted and deduplicated events and records each
-event's "received" step for `pushwoosh-fleet trace`. Counts stay in this process (served by the
-gunicorn master's metrics listener, see ingest/gunicorn_conf.py); history goes to Redis through
-a background flusher, never on the request's path.
+`answered()` counts every request by route and status and times it (the front calls it for the
+ingest routes, falcon's middleware for the rest); refused requests count their events (when
+they could be read) as rejected by error code, or as shed when the backlog is over its limit.
+`published()` counts accepted and deduplicated events and records each event's "received" step
+for `pushwoosh-fleet trace`. Counts stay in this process (served by the gunicorn master's
+metrics listener, see ingest/gunicorn_conf.py); history goes to Redis through a background
+flusher, never on the request's path.
 """
 
 from __future__ import annotations
@@ -64,23 +65,42 @@ class IngestTelemetry:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         template = req.uri_template
-        route = template.lstrip("/") if template else "unmatched"
         status = resp.status_code
-        counts = self._counts(getattr(req.context, "destination", None))
+        refused_code = None
+        if status >= 400 and req.method == "POST" and resource is not None:
+            media = resp.media if isinstance(resp.media, dict) else {}
+            refused_code = str(media.get("code", f"http_{status}"))
+        self.answered(
+            getattr(req.context, "destination", None),
+            template.lstrip("/") if template else "unmatched",
+            status,
+            getattr(req.context, "started", None),
+            refused_code=refused_code,
+        )
+
+    # -- what the front (ingest/front.py) and the middleware call --------------------------------
+    def answered(
+        self,
+        destination: str | None,
+        route: str,
+        status: int,
+        started: float | None,
+        *,
+        refused_code: str | None = None,
+        refused_events: int = 1,
+    ) -> None:
+        """A request was answered `status`, `started` (monotonic) when its head was in; refused
+        with `refused_code`, its `refused_events` count as shed or rejected by that code."""
+        counts = self._counts(destination)
         tally = self.tally
         tally.inc(counts.child("ingest_requests", route, str(status)))
-        started = getattr(req.context, "started", None)
         if started is not None:
             duration = counts.child("ingest_request_duration_seconds", route)
             tally.observe(duration, time.monotonic() - started)
-        if status >= 400 and req.method == "POST" and resource is not None:
-            media = resp.media if isinstance(resp.media, dict) else {}
-            code = str(media.get("code", f"http_{status}"))
-            events = int(getattr(req.context, "event_count", 0) or 1)
-            if code in SHED_CODES:
-                tally.inc(counts.child("ingest_events_shed", route), events)
-            else:
-                tally.inc(counts.child("ingest_events_rejected", route, code), events)
+        if refused_code in SHED_CODES:
+            tally.inc(counts.child("ingest_events_shed", route), refused_events)
+        elif refused_code is not None:
+            tally.inc(counts.child("ingest_events_rejected", route, refused_code), refused_events)
 
     # ASGI: falcon calls these (the methods above serve a WSGI app and the tests).
     async def process_request_async(self, req: Any, resp: Any) -> None:
