@@ -229,10 +229,12 @@ async def _on_http_error(
 async def _on_unexpected_error(
     req: Request, resp: Response, ex: Exception, params: dict[str, Any]
 ) -> None:
+    """503, logged with its traceback; nothing was stored (falcon's routes store nothing)."""
     _answer(resp, answers.unexpected(req.method, req.path, stored=False))
 
 
 def _answer(resp: Response, answer: answers.Answer) -> None:
+    """Write `answer` as falcon's response (the front writes the same answers itself)."""
     resp.status = answer.status
     resp.media = answer.media
     for name, value in answer.headers:
