@@ -11,6 +11,7 @@ every other route (SDK settings, health) stay falcon's.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final
@@ -18,12 +19,11 @@ from typing import Any, Final
 from ingest import answers
 from ingest.cors import Cors
 from ingest.errors import IngestError
-from ingest.handler import IngestHandler, Posted
+from ingest.handler import IngestHandler, Posted, Receive
 from ingest.telemetry import IngestTelemetry
 
 Scope = dict[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -35,15 +35,13 @@ _NOT_ALLOWED: Final = answers.Answer(
 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class IngestRoute:
     """An ingest route: its name in metrics and logs (`webhook`, `v1/track`), and the kind of
     Segment message it takes (None: `/webhook`, which takes any)."""
 
-    __slots__ = ("kind", "name")
-
-    def __init__(self, name: str, kind: str | None) -> None:
-        self.name = name
-        self.kind = kind
+    name: str
+    kind: str | None
 
 
 class IngestFront:
